@@ -1,0 +1,51 @@
+# Entry points of the MLOps platform template.
+# Quick start is two commands: `make demo` (whole pipeline as local processes, SQLite, no
+# Docker) and `make test` (every subtree's suite in its own venv, then integration-tests).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(abspath .)
+PYTHON ?= python3
+VENVS := $(ROOT)/.venvs
+SERVICES := ml-training-service ml-serving-service airflow-orchestrator
+SUBTREES := $(SERVICES) integration-tests
+STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
+
+.PHONY: help setup lint test test-services test-integration demo up down status logs
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: $(VENVS)/mlflow-server/.installed ## one venv per subtree under .venvs/ (reused when unchanged)
+	@for s in $(SUBTREES); do $(MAKE) --no-print-directory -C $$s setup VENV=$(VENVS)/$$s || exit 1; done
+
+# The embedded MLflow tracking server gets the same pinned requirements as its image.
+$(VENVS)/mlflow-server/.installed: infra/mlflow/requirements.txt
+	test -x $(VENVS)/mlflow-server/bin/python || $(PYTHON) -m venv $(VENVS)/mlflow-server
+	$(VENVS)/mlflow-server/bin/pip install -q -r $<
+	touch $@
+
+lint: ## ruff (lint + format) and mypy in every subtree
+	@for s in $(SUBTREES); do echo "== lint $$s"; $(MAKE) --no-print-directory -C $$s lint VENV=$(VENVS)/$$s || exit 1; done
+
+test: setup lint test-services test-integration ## lint, then every suite (what CI runs)
+
+test-services: setup ## each service's own suite, in its own venv
+	@for s in $(SERVICES); do echo "== test $$s"; $(MAKE) --no-print-directory -C $$s test VENV=$(VENVS)/$$s || exit 1; done
+
+test-integration: setup ## end-to-end: embedded stack, then containers
+	$(MAKE) --no-print-directory -C integration-tests test VENV=$(VENVS)/integration-tests
+
+up: setup ## start MLflow, training, serving and Airflow as local processes
+	$(STACK) up
+
+down: ## stop exactly the processes `make up` started
+	$(STACK) down
+
+status: ## what the embedded stack runs, and whether it is healthy
+	$(STACK) status
+
+logs: ## last lines of every component's log (LINES=n)
+	$(STACK) logs --lines $${LINES:-40}
+
+demo: setup ## the whole pipeline on the embedded stack, with a summary at the end
+	$(STACK) demo
