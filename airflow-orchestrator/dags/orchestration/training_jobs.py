@@ -1,0 +1,76 @@
+"""Waiting for a training job of the training service (``GET /v1/jobs/{id}``).
+
+The sensor runs in reschedule mode so a long training does not hold a worker slot, polls every
+few seconds so a ten-second training does not wait a minute, and fails at once (no retries) when
+the job failed, with the job's own error in the message and the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.http.sensors.http import HttpSensor
+from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+from requests import Response
+
+from orchestration.service_http import (
+    HTTP_EXTRA_OPTIONS,
+    RETRYABLE_STATUS,
+    TRAINING_CONN_ID,
+    check_service_response,
+    error_detail,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_POLL_SECONDS = 3
+JOB_TIMEOUT = timedelta(hours=1)
+FAILED_STATES = frozenset({"failed", "cancelled"})
+
+
+def job_finished(response: Response) -> bool | PokeReturnValue:
+    """HttpSensor check: done (job pushed to XCom) on success, raise on failure, else wait."""
+    if response.status_code in RETRYABLE_STATUS:
+        # The service is restarting or busy: the job is not lost, poll again later.
+        log.warning(
+            "training service answered %s: %s", response.status_code, error_detail(response)
+        )
+        return False
+    check_service_response(response)  # 404 unknown job and other 4xx fail the task
+    job: dict[str, Any] = response.json()
+    status = job.get("status")
+    if status == "succeeded":
+        log.info("job %s succeeded: metrics=%s", job.get("job_id"), job.get("metrics"))
+        return PokeReturnValue(is_done=True, xcom_value=job)
+    if status in FAILED_STATES:
+        message = (
+            f"training job {job.get('job_id')} {status}: {job.get('error') or 'no error given'}"
+        )
+        log.error(message)
+        raise AirflowFailException(message)
+    progress = job.get("progress") or {}
+    log.info(
+        "job %s is %s (epoch %s/%s)",
+        job.get("job_id"),
+        status,
+        progress.get("epoch"),
+        progress.get("epochs"),
+    )
+    return False
+
+
+def wait_for_training_job(task_id: str, submit_task_id: str) -> HttpSensor:
+    """Sensor on the job that the HttpOperator ``submit_task_id`` created."""
+    return HttpSensor(
+        task_id=task_id,
+        http_conn_id=TRAINING_CONN_ID,
+        endpoint=f"/v1/jobs/{{{{ ti.xcom_pull(task_ids='{submit_task_id}')['job_id'] }}}}",
+        extra_options=HTTP_EXTRA_OPTIONS,
+        response_check=job_finished,
+        mode="reschedule",
+        poke_interval=JOB_POLL_SECONDS,
+        timeout=JOB_TIMEOUT.total_seconds(),
+    )
