@@ -1,0 +1,1 @@
+"""Tests of the airflow-orchestrator DAGs: integrity, structure, helpers and behaviour runs."""

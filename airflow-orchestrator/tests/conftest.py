@@ -1,0 +1,154 @@
+"""Test session wiring: a throwaway Airflow home on SQLite, the DagBag, stub services, dag.test.
+
+Airflow reads its configuration when first imported, so the environment is set here, at import
+time of this conftest, before any test module imports airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = ROOT / "dags"
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-orchestrator-tests-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
+    }
+)
+for name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_")]:
+    del os.environ[name]  # only the stub services' connections, never the developer's
+
+from tests.stubs.mlflow_app import create_mlflow_app  # noqa: E402
+from tests.stubs.server import StubServer  # noqa: E402
+from tests.stubs.serving_app import create_serving_app  # noqa: E402
+from tests.stubs.training_app import create_training_app  # noqa: E402
+from tests.stubs.webhook_app import create_webhook_app  # noqa: E402
+from tests.stubs.world import TOKEN, World  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dagbag() -> Any:
+    """The DAG folder parsed the way the dag-processor does (bundle path on sys.path)."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    return BundleDagBag(dag_folder=str(DAGS_FOLDER), bundle_path=DAGS_FOLDER)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Create the metadata database once per session, as an operator would."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=300,
+    )
+
+
+@dataclass
+class Stack:
+    world: World
+    servers: dict[str, StubServer]
+
+
+def _http_conn(server: StubServer, **extra: Any) -> str:
+    return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": server.port, **extra})
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The four stub services on real uvicorn servers, wired in as Airflow connections."""
+    world = World()
+    servers = {
+        "training": StubServer(create_training_app(world)).start(),
+        "serving": StubServer(create_serving_app(world)).start(),
+        "mlflow": StubServer(create_mlflow_app(world)).start(),
+        "webhook": StubServer(create_webhook_app(world)).start(),
+    }
+    os.environ["AIRFLOW_CONN_TRAINING_SERVICE"] = _http_conn(servers["training"], password=TOKEN)
+    os.environ["AIRFLOW_CONN_SERVING_SERVICE"] = _http_conn(servers["serving"], password=TOKEN)
+    os.environ["AIRFLOW_CONN_MLFLOW"] = servers["mlflow"].url
+    os.environ["AIRFLOW_CONN_ALERT_WEBHOOK"] = json.dumps(
+        {"conn_type": "http", "host": f"{servers['webhook'].url}/alerts"}
+    )
+    yield Stack(world, servers)
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def world(stack: Stack) -> World:
+    """The stubs' shared state, fresh for each test."""
+    stack.world.reset()
+    return stack.world
+
+
+@dataclass
+class RunResult:
+    state: str
+    task_states: dict[str, str | None]
+    tries: dict[str, int]
+    run_id: str
+    xcoms: dict[str, Any]
+
+    def xcom(self, task_id: str) -> Any:
+        return self.xcoms.get(task_id)
+
+
+def _collect(dag_run: Any) -> RunResult:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = dag_run.get_task_instances(session=session)
+        rows = session.scalars(
+            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, key="return_value")
+        ).all()
+        xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+        return RunResult(
+            state=str(dag_run.state),
+            task_states={ti.task_id: (str(ti.state) if ti.state else None) for ti in tis},
+            tries={ti.task_id: ti.try_number for ti in tis},
+            run_id=dag_run.run_id,
+            xcoms=xcoms,
+        )
+
+
+@pytest.fixture
+def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunResult]:
+    """Run one DAG with dag.test() against the stubs; retries and polls shortened for speed."""
+
+    def run(dag_id: str, conf: dict[str, Any] | None = None) -> RunResult:
+        dag = dagbag.get_dag(dag_id)
+        for task in dag.tasks:
+            task.retry_delay = timedelta(seconds=1)
+            task.max_retry_delay = timedelta(seconds=2)
+            if hasattr(task, "poke_interval"):
+                task.poke_interval = 1
+        return _collect(dag.test(run_conf=conf))
+
+    return run

@@ -1,0 +1,111 @@
+"""Stub of ml-serving-service: predict by version, model info, reload, Prometheus metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from tests.stubs.common import instrument
+from tests.stubs.world import MODEL_NAME, World
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
+
+
+class PredictRequest(BaseModel):
+    instances: list[Any]
+    version: str | None = None
+
+
+def create_serving_app(world: World) -> FastAPI:
+    app = FastAPI(title="serving stub")
+    instrument(app, world, "serving", auth_posts=True)
+
+    @app.post("/v1/predict")
+    def predict(request: PredictRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        version = request.version or world.serving_version
+        if version is None or version not in world.versions:
+            world.serving_traffic.append(("POST", "/v1/predict", 404, 0.001))
+            raise HTTPException(404, f"model {MODEL_NAME!r} has no version {version!r}")
+        # The stub 'model' reads the label from the mean pixel, then errs on a share of inputs.
+        truth = [int(sum(map(sum, image)) / 64 * 10) for image in request.instances]
+        wrong = round(len(truth) * (1 - world.version_quality.get(version, 1.0)))
+        predictions = [
+            str((label + 1) % 10) if i < wrong else str(label) for i, label in enumerate(truth)
+        ]
+        world.serving_traffic.append(("POST", "/v1/predict", 200, time.perf_counter() - started))
+        return {
+            "predictions": predictions,
+            "probabilities": [[0.1] * 10 for _ in predictions],
+            "model": {
+                "name": MODEL_NAME,
+                "alias": None if request.version else "production",
+                "version": version,
+            },
+        }
+
+    @app.get("/v1/model")
+    def model() -> dict[str, Any]:
+        if world.serving_version is None:
+            raise HTTPException(503, f"model {MODEL_NAME!r} has no version with alias 'production'")
+        return {
+            "name": MODEL_NAME,
+            "alias": "production",
+            "version": world.serving_version,
+            "run_id": f"run{world.serving_version}",
+            "loaded_at": "2026-11-26T00:00:00Z",
+            "metrics": {},
+            "registry": "reachable",
+        }
+
+    @app.post("/v1/model/reload")
+    def reload() -> dict[str, Any]:
+        target = world.aliases.get("production")
+        swapped = target is not None and target != world.serving_version
+        if target is not None:
+            world.serving_version = target
+        return {"name": MODEL_NAME, "alias": "production", "version": target, "swapped": swapped}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return render_metrics(world)
+
+    return app
+
+
+def render_metrics(world: World) -> str:
+    """Prometheus text with the metric names the real service exposes."""
+    counts: dict[tuple[str, str, int], int] = {}
+    durations: dict[tuple[str, str], list[float]] = {}
+    for method, route, status, seconds in world.serving_traffic:
+        counts[(method, route, status)] = counts.get((method, route, status), 0) + 1
+        durations.setdefault((method, route), []).append(seconds)
+    lines = ["# TYPE http_requests_total counter"]
+    for (method, route, status), count in sorted(counts.items()):
+        lines.append(
+            f'http_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}'
+        )
+    lines.append("# TYPE http_request_duration_seconds histogram")
+    for (method, route), observed in sorted(durations.items()):
+        for bound in BUCKETS:
+            le = "+Inf" if math.isinf(bound) else str(bound)
+            below = sum(1 for s in observed if s <= bound)
+            lines.append(
+                f'http_request_duration_seconds_bucket{{method="{method}",route="{route}",'
+                f'le="{le}"}} {below}'
+            )
+        lines.append(
+            f'http_request_duration_seconds_count{{method="{method}",route="{route}"}} '
+            f"{len(observed)}"
+        )
+    if world.serving_version:
+        lines.append(
+            f'model_version_info{{name="{MODEL_NAME}",alias="production",'
+            f'version="{world.serving_version}"}} 1'
+        )
+    return "\n".join(lines) + "\n"

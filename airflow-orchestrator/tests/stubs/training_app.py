@@ -1,0 +1,139 @@
+"""Stub of ml-training-service: datasets, held-out samples, idempotent training jobs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from tests.stubs.common import instrument
+from tests.stubs.world import MODEL_NAME, Job, World
+
+
+class DatasetRequest(BaseModel):
+    source: str = "digits"
+    path: str | None = None
+    test_fraction: float = 0.2
+    seed: int = 42
+    noise: float = 0.0
+
+
+class TrainRequest(BaseModel):
+    dataset_id: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    seed: int = 42
+    register: bool = True
+
+
+def sample_image(label: int) -> list[list[float]]:
+    """An 8x8 'digit' whose mean pixel encodes its label, so the serving stub can read it."""
+    return [[(label + 0.5) / 10] * 8 for _ in range(8)]
+
+
+def create_training_app(world: World) -> FastAPI:
+    app = FastAPI(title="training stub")
+    instrument(app, world, "training", auth_posts=True)
+
+    @app.post("/v1/datasets", status_code=201)
+    def create_dataset(request: DatasetRequest) -> dict[str, Any]:
+        if request.source not in ("digits", "folder"):
+            raise HTTPException(422, f"unknown source {request.source!r}")
+        dataset_id = uuid.uuid4().hex[:12]
+        dataset = {
+            "dataset_id": dataset_id,
+            "source": request.source,
+            "n_train": 1437,
+            "n_test": 360,
+            "classes": [str(i) for i in range(10)],
+            "image_shape": [8, 8],
+            "sha256": "ab" * 32,
+            "created_at": "2026-11-26T00:00:00Z",
+        }
+        world.datasets[dataset_id] = dataset
+        return dataset
+
+    @app.get("/v1/datasets/{dataset_id}/samples")
+    def samples(dataset_id: str, split: str = "test", limit: int = 100) -> dict[str, Any]:
+        if dataset_id not in world.datasets:
+            raise HTTPException(404, f"dataset {dataset_id!r} not found")
+        labels = [i % 10 for i in range(limit)]
+        return {
+            "dataset_id": dataset_id,
+            "split": split,
+            "instances": [sample_image(label) for label in labels],
+            "labels": [str(label) for label in labels],
+        }
+
+    @app.post("/v1/train", status_code=202)
+    def train(
+        request: TrainRequest, idempotency_key: str | None = Header(default=None)
+    ) -> JSONResponse:
+        body = request.model_dump()
+        if idempotency_key and idempotency_key in world.idempotency:
+            job = world.jobs[world.idempotency[idempotency_key]]
+            if job.body != body:
+                raise HTTPException(409, "Idempotency-Key reused with another body")
+            return JSONResponse(_accepted(job), status_code=200)
+        if request.dataset_id is not None and request.dataset_id not in world.datasets:
+            raise HTTPException(404, f"dataset {request.dataset_id!r} not found")
+        dataset_id = request.dataset_id or create_dataset(DatasetRequest())["dataset_id"]
+        job = Job(job_id=uuid.uuid4().hex[:12], dataset_id=dataset_id, body=body)
+        world.jobs[job.job_id] = job
+        if idempotency_key:
+            world.idempotency[idempotency_key] = job.job_id
+        return JSONResponse(_accepted(job), status_code=202)
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str) -> dict[str, Any]:
+        job = world.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"job {job_id!r} not found")
+        if job.status in ("queued", "running"):
+            job.polls += 1
+            job.status = "running"
+            if job.polls >= world.polls_until_done:
+                _finish(world, job)
+        return _job_body(world, job)
+
+    return app
+
+
+def _accepted(job: Job) -> dict[str, Any]:
+    return {"job_id": job.job_id, "status": job.status, "status_url": f"/v1/jobs/{job.job_id}"}
+
+
+def _finish(world: World, job: Job) -> None:
+    if world.job_outcome == "fail":
+        job.status, job.error = "failed", world.job_error
+        return
+    job.status = "succeeded"
+    job.model_version = world.register_version(world.new_version_accuracy, aliases=("staging",))
+
+
+def _job_body(world: World, job: Job) -> dict[str, Any]:
+    done = job.status == "succeeded"
+    return {
+        "job_id": job.job_id,
+        "status": job.status,
+        "progress": {"epoch": job.polls, "epochs": job.body["epochs"]},
+        "metrics": {
+            "test_accuracy": world.new_version_accuracy,
+            "test_loss": 0.2,
+            "train_loss": 0.1,
+        }
+        if done
+        else None,
+        "dataset_id": job.dataset_id,
+        "run_id": f"run{job.model_version}" if done else None,
+        "model_name": MODEL_NAME,
+        "model_version": job.model_version,
+        "error": job.error,
+        "created_at": "2026-11-26T00:00:00Z",
+        "started_at": "2026-11-26T00:00:01Z",
+        "finished_at": "2026-11-26T00:00:09Z" if job.status in ("succeeded", "failed") else None,
+    }

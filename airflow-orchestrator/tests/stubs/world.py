@@ -1,0 +1,83 @@
+"""Shared state of the stub services: registry, jobs, served model, traffic, faults, alerts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_NAME = "image-classifier"
+TOKEN = "test-token"
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass
+class Job:
+    job_id: str
+    dataset_id: str | None
+    body: dict[str, Any]
+    status: str = "queued"
+    polls: int = 0
+    model_version: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class World:
+    """Everything a test can arrange before a run and assert after it."""
+
+    # training behaviour
+    job_outcome: str = "succeed"  # or "fail"
+    job_error: str = "loss diverged to NaN at epoch 3; lower learning_rate"
+    polls_until_done: int = 2
+    new_version_accuracy: float = 0.95
+    # serving behaviour: share of correct predictions, per model version
+    version_quality: dict[str, float] = field(default_factory=dict)
+    serving_version: str | None = None
+    # registry
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    # traffic and faults
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    idempotency: dict[str, str] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    serving_traffic: list[tuple[str, str, int, float]] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        fresh = World()
+        for name in self.__dataclass_fields__:
+            if name != "lock":
+                setattr(self, name, getattr(fresh, name))
+
+    def register_version(
+        self, accuracy: float, *, age_days: float = 0.0, aliases: tuple[str, ...] = ()
+    ) -> str:
+        version = str(len(self.versions) + 1)
+        self.versions[version] = {
+            "name": MODEL_NAME,
+            "version": version,
+            "creation_timestamp": int(time.time() * 1000 - age_days * DAY_MS),
+            "last_updated_timestamp": int(time.time() * 1000),
+            "run_id": f"run{version}",
+            "status": "READY",
+            "tags": [
+                {"key": "test_accuracy", "value": str(accuracy)},
+                {"key": "classes", "value": '["0","1","2","3","4","5","6","7","8","9"]'},
+            ],
+        }
+        self.version_quality.setdefault(version, 1.0)
+        for alias in aliases:
+            self.aliases[alias] = version
+        return version
+
+    def calls(self, service: str, method: str, path: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.requests
+            if r["service"] == service and r["method"] == method and r["path"] == path
+        ]
