@@ -12,6 +12,9 @@ STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 
 .PHONY: help setup lint test test-services test-integration demo up down status logs
 
+# Image builds and .env for Docker Compose (make images, make env).
+-include mk/containers.mk
+
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 

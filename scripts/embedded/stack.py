@@ -102,10 +102,10 @@ def _secret(cfg: StackConfig, name: str) -> str:
 
 
 def _http_connection(port: int, token: str | None = None) -> str:
-    """An Airflow connection in JSON form; the service token travels as a header."""
+    """An Airflow connection in JSON form; the DAGs send its password as a Bearer token."""
     conn: dict[str, object] = {"conn_type": "http", "host": "127.0.0.1", "port": port}
     if token:
-        conn["extra"] = {"Authorization": f"Bearer {token}"}
+        conn["password"] = token
     return json.dumps(conn)
 
 
