@@ -1,0 +1,59 @@
+"""Shared request wiring: settings, stores, the job runner and bearer-token auth."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from training_service.config import Settings
+from training_service.data import DatasetStore
+from training_service.jobs import JobRunner
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_datasets(request: Request) -> DatasetStore:
+    datasets: DatasetStore = request.app.state.datasets
+    return datasets
+
+
+def get_runner(request: Request) -> JobRunner:
+    runner: JobRunner = request.app.state.runner
+    return runner
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+
+_bearer = HTTPBearer(auto_error=False, description="API_TOKEN of the service.")
+
+
+def require_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Mutating endpoints need `Authorization: Bearer <API_TOKEN>` when API_TOKEN is set."""
+    if not settings.api_token:
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token: send 'Authorization: Bearer <API_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid bearer token: use the service's API_TOKEN",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+Authorized = Depends(require_token)

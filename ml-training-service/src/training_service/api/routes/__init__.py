@@ -1,0 +1,1 @@
+"""One router per resource: operations (health, metrics), datasets and training jobs."""

@@ -1,0 +1,91 @@
+"""/v1/datasets: build versioned dataset snapshots and read them back."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from training_service.api.deps import Authorized, DatasetsDep, SettingsDep
+from training_service.api.schemas import DatasetCreate, DatasetPublic, DatasetSamples, ErrorBody
+from training_service.data import DatasetError, DatasetNotFoundError, build_dataset
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No dataset with this id"}
+}
+
+
+def _not_found(dataset_id: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        f"dataset '{dataset_id}' not found; create one with POST /v1/datasets",
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Build a dataset snapshot (digits or an ImageFolder tree under DATA_DIR)",
+    response_model=DatasetPublic,
+    dependencies=[Authorized],
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+async def create_dataset(
+    body: DatasetCreate, settings: SettingsDep, datasets: DatasetsDep
+) -> DatasetPublic:
+    if body.source == "digits" and body.path is not None:
+        raise HTTPException(422, "'path' is only for source 'folder'; remove it for 'digits'")
+
+    def build_and_save() -> DatasetPublic:
+        dataset = build_dataset(
+            body.source,
+            data_dir=settings.data_dir,
+            path=body.path,
+            test_fraction=body.test_fraction,
+            seed=body.seed,
+            noise=body.noise,
+        )
+        return DatasetPublic(**asdict(datasets.save(dataset)))
+
+    try:  # image decoding and hashing are CPU work: off the event loop
+        return await asyncio.to_thread(build_and_save)
+    except DatasetError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.get(
+    "/{dataset_id}",
+    summary="A dataset snapshot's description",
+    response_model=DatasetPublic,
+    responses=NOT_FOUND,
+)
+async def get_dataset(dataset_id: str, datasets: DatasetsDep) -> DatasetPublic:
+    try:
+        return DatasetPublic(**asdict(datasets.info(dataset_id)))
+    except DatasetNotFoundError:
+        raise _not_found(dataset_id) from None
+
+
+@router.get(
+    "/{dataset_id}/samples",
+    summary="Images of a split as HxW lists in 0..1, with their labels",
+    response_model=DatasetSamples,
+    responses=NOT_FOUND,
+)
+async def get_samples(
+    dataset_id: str,
+    datasets: DatasetsDep,
+    split: Annotated[Literal["train", "test"], Query(description="Which split.")] = "test",
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 100,
+) -> DatasetSamples:
+    try:
+        images, labels = await asyncio.to_thread(datasets.samples, dataset_id, split, limit)
+    except DatasetNotFoundError:
+        raise _not_found(dataset_id) from None
+    return DatasetSamples(
+        dataset_id=dataset_id, split=split, instances=images.round(6).tolist(), labels=labels
+    )

@@ -1,0 +1,144 @@
+"""/v1/train and /v1/jobs: submit training jobs, follow them, cancel them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+
+from training_service.api.deps import Authorized, RunnerDep
+from training_service.api.schemas import ErrorBody, JobAccepted, JobList, JobPublic, TrainRequest
+from training_service.data import DatasetNotFoundError
+from training_service.jobs import (
+    IdempotencyConflictError,
+    JobFinishedError,
+    JobNotFoundError,
+    JobStatus,
+    QueueFullError,
+)
+from training_service.params import TrainingParams
+
+router = APIRouter(prefix="/v1", tags=["training"])
+
+#: Seconds a client should wait before retrying when the queue is full (about one job).
+RETRY_AFTER_SECONDS = 15
+
+
+def _job_not_found(job_id: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, f"job '{job_id}' not found; list jobs with GET /v1/jobs"
+    )
+
+
+@router.post(
+    "/train",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Queue a training job (idempotent with an Idempotency-Key header)",
+    response_model=JobAccepted,
+    dependencies=[Authorized],
+    responses={
+        401: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body"},
+        422: {"model": ErrorBody},
+        429: {"model": ErrorBody, "description": "Queue full; retry after Retry-After seconds"},
+    },
+)
+async def submit_training_job(
+    body: TrainRequest,
+    runner: RunnerDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="Replays with the same key and body return the same job.",
+        ),
+    ] = None,
+) -> JobAccepted:
+    params = TrainingParams(
+        epochs=body.epochs,
+        batch_size=body.batch_size,
+        learning_rate=body.learning_rate,
+        seed=body.seed,
+    )
+    try:
+        job, _ = await asyncio.to_thread(
+            runner.submit,
+            params=params,
+            dataset_id=body.dataset_id,
+            register=body.register_model,
+            request_body=body.model_dump(mode="json", by_alias=True),
+            idempotency_key=idempotency_key,
+        )
+    except IdempotencyConflictError:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "Idempotency-Key was already used with a different request body; "
+            "use a new key for a new request",
+        ) from None
+    except QueueFullError:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"the training queue is full ({runner.max_queued} jobs waiting); "
+            f"retry after {RETRY_AFTER_SECONDS} s",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    except DatasetNotFoundError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"dataset '{body.dataset_id}' not found; create it with POST /v1/datasets "
+            "or omit dataset_id to train on a fresh digits dataset",
+        ) from None
+    return JobAccepted(job_id=job.job_id, status=job.status, status_url=f"/v1/jobs/{job.job_id}")
+
+
+@router.get("/jobs", summary="Training jobs, newest first", response_model=JobList)
+async def list_jobs(
+    runner: RunnerDep,
+    status_filter: Annotated[
+        JobStatus | None, Query(alias="status", description="Only jobs in this state.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobList:
+    jobs = runner.store.list_jobs(status_filter, limit=limit)
+    return JobList(jobs=[JobPublic.from_job(j) for j in jobs])
+
+
+@router.get(
+    "/jobs/{job_id}",
+    summary="A training job's state, progress, metrics and registered version",
+    response_model=JobPublic,
+    responses={404: {"model": ErrorBody}},
+)
+async def get_job(job_id: str, runner: RunnerDep) -> JobPublic:
+    try:
+        return JobPublic.from_job(runner.store.get(job_id))
+    except JobNotFoundError:
+        raise _job_not_found(job_id) from None
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a queued job, or stop a running one at its next batch",
+    response_model=JobPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Authorized],
+    responses={
+        401: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "The job already finished"},
+    },
+)
+async def cancel_job(job_id: str, runner: RunnerDep, response: Response) -> JobPublic:
+    try:
+        job = runner.cancel(job_id)
+    except JobNotFoundError:
+        raise _job_not_found(job_id) from None
+    except JobFinishedError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job '{job_id}' already {exc}; nothing to cancel"
+        ) from None
+    if job.status is JobStatus.CANCELLED:
+        response.status_code = status.HTTP_200_OK
+    return JobPublic.from_job(job)

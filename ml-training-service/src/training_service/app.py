@@ -1,0 +1,139 @@
+"""The FastAPI application: wiring, lifespan (stores, job runner) and error bodies."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from training_service import SERVICE_NAME, __version__
+from training_service.api.routes import datasets, operations, training
+from training_service.config import Settings, get_settings
+from training_service.data import DatasetStore
+from training_service.jobs import JobExecutor, JobRunner, JobStore, TrainingDefaults
+from training_service.metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY, JobStateCollector
+from training_service.worker import InlineJobExecutor, ProcessJobExecutor, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by route template (not raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, route, str(status_code)).inc()
+            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+
+
+def _describe_validation_error(exc: RequestValidationError) -> str:
+    """One sentence per invalid field, e.g. "body.epochs: Input should be <= 200"."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error.get("loc", ()))
+        message = error.get("msg", "invalid value")
+        if error.get("type") == "json_invalid":
+            message = "request body is not valid JSON"
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts) or "invalid request"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    datasets = DatasetStore(settings.datasets_dir)
+    store = JobStore(settings.jobs_db_path)
+    defaults = TrainingDefaults(experiment=settings.experiment, model_name=settings.model_name)
+    executor: JobExecutor
+    if settings.job_executor == "process":
+        worker_config = WorkerConfig(
+            db_path=settings.jobs_db_path,
+            datasets_dir=settings.datasets_dir,
+            defaults=defaults,
+            tracking_uri=settings.mlflow_tracking_uri,
+            torch_threads=settings.torch_threads,
+            service_pid=os.getpid(),
+        )
+        executor = ProcessJobExecutor(worker_config, workers=settings.max_concurrent_jobs)
+    else:  # training shares this process: configure torch and MLflow here
+        import mlflow
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        executor = InlineJobExecutor(store, datasets, defaults)
+    runner = JobRunner(
+        store,
+        datasets,
+        executor,
+        model_name=settings.model_name,
+        max_concurrent=settings.max_concurrent_jobs,
+        max_queued=settings.max_queued_jobs,
+    )
+    collector = JobStateCollector(store.count_by_status)
+    REGISTRY.register(collector)
+    interrupted = runner.start()
+    if interrupted:
+        log.warning("%d job(s) were interrupted by the last shutdown", len(interrupted))
+    app.state.datasets, app.state.runner = datasets, runner
+    try:
+        yield
+    finally:
+        runner.stop()
+        REGISTRY.unregister(collector)
+        store.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; `settings` defaults to the environment's."""
+    app = FastAPI(
+        title=SERVICE_NAME,
+        version=__version__,
+        summary="Trains a PyTorch image classifier and registers it in MLflow.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    app.add_middleware(RequestMetricsMiddleware)
+    app.include_router(operations.router)
+    app.include_router(datasets.router)
+    app.include_router(training.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _describe_validation_error(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": f"internal error ({type(exc).__name__}); see the service log"},
+            status_code=500,
+        )
+
+    return app

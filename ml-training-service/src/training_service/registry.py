@@ -1,0 +1,168 @@
+"""MLflow side of a job: the tracking run (params, metrics, artifacts, model) and the registry.
+
+One run per job. The model is logged with mlflow.pytorch.log_model in the pt2 (torch.export)
+format, so loading it needs neither this package nor the model class: mlflow.pyfunc and
+`mlflow models serve` can load it anywhere. Aliases, not the deprecated stages, mark versions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.data.numpy_dataset import from_numpy
+from mlflow.models import infer_signature
+from PIL import Image
+
+from training_service import __version__
+from training_service.data import Dataset
+from training_service.params import EpochResult, TrainingCancelled, TrainingParams
+from training_service.plots import confusion_matrix_png, training_curve_png
+from training_service.train import TrainingResult
+
+STAGING_ALIAS = "staging"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+
+
+def experiment_id_for(name: str) -> str:
+    """The id of an experiment, created on first use."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name)
+
+
+class TrackedRun:
+    """Logging calls for the active run of one training job."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_setup(self, dataset: Dataset, params: TrainingParams, tags: dict[str, str]) -> None:
+        mlflow.log_params(
+            {
+                "epochs": params.epochs,
+                "batch_size": params.batch_size,
+                "learning_rate": params.learning_rate,
+                "seed": params.seed,
+                "optimizer": "AdamW",
+                "scheduler": "OneCycleLR",
+                "model": "SmallCNN",
+                "dataset_id": dataset.info.dataset_id,
+                "n_train": dataset.info.n_train,
+                "n_test": dataset.info.n_test,
+            }
+        )
+        mlflow.set_tags(
+            {
+                "dataset_sha256": dataset.info.sha256,
+                "dataset_source": dataset.info.source,
+                "dataset_id": dataset.info.dataset_id,
+                "service_version": __version__,
+                **tags,
+            }
+        )
+        # The dataset as a run input: MLflow's UI links runs to the data they used.
+        mlflow.log_input(
+            from_numpy(dataset.x_train, targets=dataset.y_train, name=dataset.info.dataset_id),
+            context="training",
+            tags={"sha256": dataset.info.sha256, "source": dataset.info.source},
+        )
+
+    def log_epoch(self, result: EpochResult) -> None:
+        mlflow.log_metrics(
+            {
+                "train_loss": result.train_loss,
+                "test_loss": result.test_loss,
+                "test_accuracy": result.test_accuracy,
+            },
+            step=result.epoch,
+        )
+
+    def log_outcome(
+        self, dataset: Dataset, result: TrainingResult, register_as: str | None
+    ) -> str | None:
+        """Figures, final metrics and the model; returns the registered version if any."""
+        mlflow.log_image(
+            _png_image(confusion_matrix_png(result.confusion, dataset.classes)),
+            artifact_file="confusion_matrix.png",
+        )
+        mlflow.log_image(
+            _png_image(training_curve_png(result.history)), artifact_file="training_curve.png"
+        )
+        mlflow.log_text(json.dumps(dataset.classes), "classes.json")
+        mlflow.log_metric("train_seconds", result.train_seconds)
+        # Two rows: a batch of 1 would make torch.export fix the batch dimension to 1.
+        example = dataset.x_test[:2].astype(np.float32)
+        with torch.no_grad():
+            logits = result.model(torch.from_numpy(example)).numpy()
+        info = mlflow.pytorch.log_model(
+            result.model,
+            name="model",
+            input_example=example,
+            signature=infer_signature(example, logits),
+            metadata={"classes": dataset.classes},
+            registered_model_name=register_as,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        )
+        version = info.registered_model_version
+        return str(version) if version is not None else None
+
+
+def _png_image(png: bytes) -> Image.Image:
+    return Image.open(BytesIO(png))
+
+
+@contextmanager
+def tracked_run(experiment: str, run_name: str, run_id: str | None = None) -> Iterator[TrackedRun]:
+    """Start (or resume, for `mlflow run`) a run; it ends FAILED, or KILLED when cancelled."""
+    if run_id:
+        run = mlflow.start_run(run_id=run_id)
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id_for(experiment), run_name=run_name)
+    try:
+        yield TrackedRun(run.info.run_id)
+    except TrainingCancelled:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def tag_and_promote(
+    name: str,
+    version: str,
+    *,
+    test_accuracy: float,
+    dataset: Dataset,
+    job_id: str,
+    alias: str = STAGING_ALIAS,
+) -> RegisteredVersion:
+    """Tag a freshly registered version with its provenance and point `alias` at it."""
+    client = MlflowClient()
+    tags = {
+        "test_accuracy": f"{test_accuracy:.6f}",
+        "dataset_sha256": dataset.info.sha256,
+        "dataset_id": dataset.info.dataset_id,
+        "job_id": job_id,
+        "service_version": __version__,
+        "classes": json.dumps(dataset.classes),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, alias, version)
+    return RegisteredVersion(name, version)
