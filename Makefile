@@ -32,8 +32,10 @@ lint: ## ruff (lint + format) and mypy in every subtree
 
 test: setup lint test-services test-integration ## lint, then every suite (what CI runs)
 
-test-services: setup ## each service's own suite, in its own venv
-	@for s in $(SERVICES); do echo "== test $$s"; $(MAKE) --no-print-directory -C $$s test VENV=$(VENVS)/$$s || exit 1; done
+# Each service is tested as its own repository: split out with `git subtree split` into a
+# temporary clone (in place when it has uncommitted changes), in its own venv.
+test-services: setup ## each service's own suite, from its subtree split, in its own venv
+	@for s in $(SERVICES); do scripts/test_subtree.sh $$s $(VENVS)/$$s test || exit 1; done
 
 test-integration: setup ## end-to-end: embedded stack, then containers
 	$(MAKE) --no-print-directory -C integration-tests test VENV=$(VENVS)/integration-tests
