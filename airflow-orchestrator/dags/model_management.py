@@ -14,6 +14,9 @@ Daily care of the registered model `image-classifier` (param `model_name`):
    served vs the production alias, 5xx error rate and p99 latency (rates only once the service
    has seen `min_requests` requests).
 
+7. `fail_run_if_a_check_failed`: runs only when a task above failed (`trigger_rule=one_failed`)
+   and fails, so the run shows red even though cleanup and monitoring ran; otherwise skipped.
+
 Alerts: every task's `on_failure_callback` is `PipelineAlertNotifier`, which logs the failure
 and posts it as JSON to the `alert_webhook` connection when that connection exists.
 Cleanup and monitoring run even when promotion did not (`trigger_rule=all_done`).
@@ -159,11 +162,27 @@ def model_management() -> None:
             raise AirflowFailException("serving checks failed: " + "; ".join(health["failures"]))
         return health
 
+    # The failed task has already alerted with its own error: this one only sets the run state.
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=[])
+    def fail_run_if_a_check_failed() -> None:
+        """Watcher: the run's leaves would otherwise be the all_done tasks, which succeed."""
+        raise AirflowFailException("a check of this run failed; its alert has the details")
+
     registry_state = list_model_versions()
     decision = validate_staging_version(registry_state)
-    reloaded = reload_serving_model(promote_to_production(decision))
+    promotion = promote_to_production(decision)
+    reloaded = reload_serving_model(promotion)
     cleanup = cleanup_old_versions(registry_state)
-    reloaded >> cleanup >> monitor_serving_service()
+    monitor = monitor_serving_service()
+    reloaded >> cleanup >> monitor
+    [
+        registry_state,
+        decision,
+        promotion,
+        reloaded,
+        cleanup,
+        monitor,
+    ] >> fail_run_if_a_check_failed()
 
 
 model_management()

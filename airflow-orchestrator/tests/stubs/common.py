@@ -40,9 +40,9 @@ def instrument(app: FastAPI, world: World, service: str, *, auth_posts: bool) ->
                 world.faults[key] = armed - 1
         if armed:
             return JSONResponse({"detail": f"stub fault on {key}: restarting"}, status_code=503)
-        if auth_posts and request.method == "POST":
-            if request.headers.get("authorization") != f"Bearer {TOKEN}":
-                return JSONResponse(
-                    {"detail": "missing or wrong Bearer token; set API_TOKEN"}, status_code=401
-                )
+        bearer = request.headers.get("authorization")
+        if auth_posts and request.method == "POST" and bearer != f"Bearer {TOKEN}":
+            return JSONResponse(
+                {"detail": "missing or wrong Bearer token; set API_TOKEN"}, status_code=401
+            )
         return await call_next(request)
