@@ -1,0 +1,1 @@
+"""HTTP API: routers per resource, shared dependencies and wire schemas."""

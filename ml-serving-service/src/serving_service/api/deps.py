@@ -1,0 +1,92 @@
+"""Shared request wiring: typed access to app state, auth, fast JSON in and out."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving_service.config import Settings
+from serving_service.model import LoadedModel
+from serving_service.slot import ModelSlot, VersionCache
+from serving_service.watcher import AliasWatcher
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_slot(request: Request) -> ModelSlot:
+    slot: ModelSlot = request.app.state.slot
+    return slot
+
+
+def get_watcher(request: Request) -> AliasWatcher:
+    watcher: AliasWatcher = request.app.state.watcher
+    return watcher
+
+
+def get_version_cache(request: Request) -> VersionCache:
+    cache: VersionCache = request.app.state.versions
+    return cache
+
+
+def require_token(
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Bearer API_TOKEN on mutating endpoints; open only when no token is configured (local)."""
+    token = settings.token
+    if token is None:
+        return
+    if credentials is None or not hmac.compare_digest(credentials.credentials, token):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong bearer token: send 'Authorization: Bearer <API_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SlotDep = Annotated[ModelSlot, Depends(get_slot)]
+WatcherDep = Annotated[AliasWatcher, Depends(get_watcher)]
+VersionCacheDep = Annotated[VersionCache, Depends(get_version_cache)]
+TokenDep = Annotated[None, Depends(require_token)]
+
+
+def current_model(slot: ModelSlot) -> LoadedModel:
+    """The alias's model, or 503 naming what is missing."""
+    model = slot.current
+    if model is None:
+        raise HTTPException(status_code=503, detail=slot.missing_detail())
+    return model
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or 422 saying why it is not one."""
+    body = await request.body()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(
+            status_code=422,
+            detail=f"body is not valid JSON ({exc}); NaN and Infinity are not JSON numbers",
+        ) from exc
+    if not isinstance(data, dict):
+        raise HTTPException(status_code=422, detail="body must be a JSON object")
+    return data
+
+
+def orjson_response(content: Any, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        media_type="application/json",
+    )

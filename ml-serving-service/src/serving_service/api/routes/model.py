@@ -1,0 +1,37 @@
+"""GET /v1/model and POST /v1/model/reload: what serves the alias, and re-resolving it now."""
+
+from fastapi import APIRouter
+
+from serving_service.api.deps import SlotDep, TokenDep, WatcherDep
+from serving_service.api.schemas import ErrorResponse, ModelInfo, ReloadResponse
+
+router = APIRouter(prefix="/v1/model", tags=["model"])
+
+
+@router.get("", response_model=ModelInfo)
+async def model_info(slot: SlotDep) -> ModelInfo:
+    """The serving version, its run's metrics, and whether the registry answers."""
+    model = slot.current
+    registry = {True: "reachable", False: "unreachable", None: "unknown"}[slot.registry_reachable]
+    return ModelInfo(
+        name=slot.name,
+        alias=slot.alias,
+        version=model.version if model else None,
+        run_id=model.run_id if model else None,
+        loaded_at=model.loaded_at if model else None,
+        metrics=model.metrics if model else {},
+        classes=list(model.classes) if model else None,
+        input_shape=list(model.instance_shape) if model else None,
+        registry=registry,  # type: ignore[arg-type]
+        last_error=slot.last_error,
+        refused_versions=dict(slot.refused),
+    )
+
+
+@router.post("/reload", response_model=ReloadResponse, responses={401: {"model": ErrorResponse}})
+async def reload_model(slot: SlotDep, watcher: WatcherDep, _: TokenDep) -> ReloadResponse:
+    """Re-resolve the alias now (also retries a version refused before)."""
+    result = await watcher.check(retry_refused=True)
+    return ReloadResponse(
+        name=slot.name, alias=slot.alias, version=result.version, swapped=result.swapped
+    )

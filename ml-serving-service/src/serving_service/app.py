@@ -1,0 +1,72 @@
+"""Application factory: wires settings, registry, model slot and alias watcher into FastAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serving_service import SERVICE_NAME, __version__
+from serving_service.api.routes import invocations, model, ops, predict
+from serving_service.config import Settings, get_settings
+from serving_service.metrics import MetricsMiddleware
+from serving_service.registry import Registry
+from serving_service.slot import ModelSlot, VersionCache
+from serving_service.watcher import AliasWatcher
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A ready-to-serve app; the alias is loaded in the background after startup."""
+    settings = settings or get_settings()
+    torch.set_num_threads(settings.torch_threads)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(app.state.watcher.run(), name="alias-watcher")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title=SERVICE_NAME,
+        version=__version__,
+        description="Predictions from the MLflow registry alias, hot-swapped without downtime.",
+        lifespan=lifespan,
+    )
+    registry = Registry(settings.mlflow_tracking_uri, settings.model_name)
+    slot = ModelSlot(name=settings.model_name, alias=settings.model_alias)
+    app.state.settings = settings
+    app.state.slot = slot
+    app.state.watcher = AliasWatcher(registry, slot, settings.model_poll_interval)
+    app.state.versions = VersionCache(registry, settings.version_cache_size)
+
+    app.add_middleware(MetricsMiddleware)
+    for router in (ops.router, predict.router, invocations.router, model.router):
+        app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable sentence instead of pydantic's error list, per the team contract.
+        parts = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
+            for err in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(status_code=500, content={"detail": f"internal error: {exc}"})
+
+    return app

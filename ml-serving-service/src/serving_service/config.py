@@ -1,0 +1,52 @@
+"""Typed service configuration, read once from environment variables."""
+
+from functools import lru_cache
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the README's configuration table."""
+
+    # `model_*` field names are this service's vocabulary, not pydantic internals.
+    model_config = SettingsConfigDict(extra="ignore", protected_namespaces=())
+
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    model_name: str = "image-classifier"
+    model_alias: str = "production"
+    model_poll_interval: float = Field(default=10.0, gt=0)
+    api_token: SecretStr | None = None
+    environment: str = "production"
+    max_batch_size: int = Field(default=1024, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=5001, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    # One intra-op thread per worker: small models gain nothing from more, and extra
+    # threads only contend with the event loop and the other workers for the cores.
+    torch_threads: int = Field(default=1, ge=1)
+    version_cache_size: int = Field(default=4, ge=1)
+    registry_timeout: float = Field(default=5.0, gt=0)
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _require_token_outside_local(self) -> Self:
+        token = self.api_token.get_secret_value() if self.api_token else ""
+        if not token and self.environment != "local":
+            raise ValueError(
+                "API_TOKEN is not set: set API_TOKEN to protect POST /v1/model/reload, "
+                "or set ENVIRONMENT=local for local development"
+            )
+        return self
+
+    @property
+    def token(self) -> str | None:
+        """The API token in clear text, or None when auth is disabled (local only)."""
+        return self.api_token.get_secret_value() if self.api_token else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, parsed once per process."""
+    return Settings()

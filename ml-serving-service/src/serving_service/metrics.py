@@ -1,0 +1,90 @@
+"""Prometheus metrics (names fixed by the team contract) and the ASGI middleware that feeds them."""
+
+from __future__ import annotations
+
+import contextlib
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests by method, route and status",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by method and route",
+    ["method", "route"],
+    # Millisecond resolution where this service lives; seconds for model loads on demand.
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+PREDICTIONS = Counter(
+    "predictions_total", "Predicted labels by model version", ["model_version", "label"]
+)
+MODEL_VERSION_INFO = Gauge(
+    "model_version_info",
+    "The version serving the alias (value is always 1)",
+    ["name", "alias", "version"],
+)
+MODEL_SWAPS = Counter(
+    "model_swaps_total",
+    "Alias swap attempts: success, load_failed, smoke_test_failed",
+    ["result"],
+)
+REGISTRY_UP = Gauge("model_registry_up", "1 when the last registry poll succeeded")
+
+for _result in ("success", "load_failed", "smoke_test_failed"):
+    MODEL_SWAPS.labels(result=_result)
+
+
+def count_predictions(version: str, labels: list[str]) -> None:
+    """Count labels once per distinct label, not once per instance, to keep big batches cheap."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    for label, n in counts.items():
+        PREDICTIONS.labels(model_version=version, label=label).inc(n)
+
+
+def publish_model_version(name: str, alias: str, version: str, previous: str | None) -> None:
+    if previous is not None:
+        with contextlib.suppress(KeyError):
+            MODEL_VERSION_INFO.remove(name, alias, previous)
+    MODEL_VERSION_INFO.labels(name=name, alias=alias, version=version).set(1)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: a few microseconds per request, unlike BaseHTTPMiddleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            # The route template (not the raw path) keeps label cardinality bounded.
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            key = (scope["method"], path)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = HTTP_LATENCY.labels(*key)
+            child.observe(perf_counter() - start)
+            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
