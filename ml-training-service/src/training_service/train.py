@@ -88,8 +88,6 @@ def fit(
             if should_stop is not None and should_stop():
                 raise TrainingCancelled
             index = order[start : start + batch_size]
-            if len(index) < 2:  # BatchNorm cannot train on a single image
-                continue
             optimizer.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(x_train[index]), y_train[index])
             loss.backward()

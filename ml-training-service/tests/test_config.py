@@ -1,0 +1,44 @@
+"""Settings: defaults from the contract, and refusing to start without a token."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+from support import ROOT
+
+from training_service.config import Settings
+
+
+def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MODEL_NAME", "EXPERIMENT", "MAX_CONCURRENT_JOBS", "MAX_QUEUED_JOBS", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(api_token="t")
+    assert settings.model_name == "image-classifier"
+    assert settings.experiment == "image-classification"
+    assert settings.max_concurrent_jobs == 1 and settings.max_queued_jobs == 8
+    assert settings.port == 5002 and settings.environment == "production"
+
+
+def test_token_required_outside_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    with pytest.raises(ValidationError, match="API_TOKEN is not set"):
+        Settings()
+    assert Settings(environment="local").api_token is None
+
+
+def test_service_refuses_to_start_without_token() -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "ENVIRONMENT": "production"}
+    result = subprocess.run(
+        [sys.executable, "-m", "training_service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "API_TOKEN is not set" in result.stderr
+    assert "ENVIRONMENT=local" in result.stderr

@@ -1,0 +1,226 @@
+"""Job store and runner: persistence, idempotency, limits, cancellation, restart recovery.
+
+The runner is exercised with the inline executor and a stand-in pipeline, so these tests
+cover the job bookkeeping alone; the API tests run the real pipeline in worker processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import wait_until
+
+from training_service.data import DatasetNotFoundError, DatasetStore
+from training_service.jobs import (
+    IdempotencyConflictError,
+    Job,
+    JobFinishedError,
+    JobNotFoundError,
+    JobRunner,
+    JobStatus,
+    JobStore,
+    QueueFullError,
+    TrainingDefaults,
+)
+from training_service.params import EpochResult, TrainingCancelled, TrainingParams
+from training_service.worker import InlineJobExecutor
+
+
+class FakeOutcome:
+    def __init__(self, epochs: int) -> None:
+        self.run_id = "run-1"
+        self.model_version = "3"
+        self.result = type("R", (), {"final": EpochResult(epochs, 0.1, 0.2, 0.98)})()
+
+
+class StandInPipeline:
+    """Reports epochs like the real pipeline; blocks on `gate` so tests control timing."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, dataset: Any, params: TrainingParams, **kwargs: Any) -> FakeOutcome:
+        self.calls.append({"params": params, **kwargs})
+        kwargs["on_run_started"]("run-1")
+        for epoch in range(1, params.epochs + 1):
+            while not self.gate.wait(0.01):
+                if kwargs["should_stop"]():
+                    raise TrainingCancelled
+            kwargs["on_epoch"](EpochResult(epoch, 0.5, 0.4, 0.9))
+        if params.seed == 666:
+            raise RuntimeError("boom")
+        return FakeOutcome(params.epochs)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "jobs.sqlite3")
+
+
+@pytest.fixture()
+def datasets(tmp_path: Path) -> DatasetStore:
+    return DatasetStore(tmp_path / "datasets")
+
+
+def make_runner(
+    store: JobStore, datasets: DatasetStore, pipeline: StandInPipeline, max_queued: int = 8
+) -> JobRunner:
+    defaults = TrainingDefaults(experiment="e", model_name="m")
+    runner = JobRunner(
+        store,
+        datasets,
+        InlineJobExecutor(store, datasets, defaults, pipeline=pipeline),
+        model_name="m",
+        max_queued=max_queued,
+    )
+    return runner
+
+
+def submit(runner: JobRunner, key: str | None = None, **params: Any) -> Job:
+    body = {"epochs": 2, **params}
+    job, _ = runner.submit(
+        params=TrainingParams(**body),
+        dataset_id=None,
+        register=True,
+        request_body=body,
+        idempotency_key=key,
+    )
+    return job
+
+
+def test_store_persists_jobs_across_connections(tmp_path: Path, store: JobStore) -> None:
+    job = Job("job-1", JobStatus.QUEUED, {"epochs": 3}, True, "ds-1", 3)
+    store.insert(job)
+    store.update("job-1", status="succeeded", metrics={"test_accuracy": 0.99}, epoch=3)
+    reopened = JobStore(tmp_path / "jobs.sqlite3")
+    loaded = reopened.get("job-1")
+    assert loaded.status is JobStatus.SUCCEEDED
+    assert loaded.metrics == {"test_accuracy": 0.99}
+    assert loaded.epoch == 3 and loaded.register is True
+    assert reopened.count_by_status()["succeeded"] == 1
+    with pytest.raises(JobNotFoundError):
+        reopened.get("job-2")
+    with pytest.raises(ValueError, match="unknown job fields"):
+        store.update("job-1", nonsense=1)
+
+
+def test_job_runs_to_success_with_progress_and_version(
+    store: JobStore, datasets: DatasetStore
+) -> None:
+    pipeline = StandInPipeline()
+    pipeline.gate.set()
+    runner = make_runner(store, datasets, pipeline)
+    runner.start()
+    job = submit(runner)
+    # A fresh digits snapshot was made for the job since none was named.
+    assert datasets.info(job.dataset_id).source == "digits"
+    done = wait_until(
+        lambda: (j := store.get(job.job_id)).status.is_final and j, 30, "job to finish"
+    )
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.epoch == 2 and done.run_id == "run-1" and done.model_version == "3"
+    assert done.metrics == {"test_accuracy": 0.98, "test_loss": 0.2, "train_loss": 0.1}
+    assert done.started_at and done.finished_at
+    runner.stop()
+
+
+def test_pipeline_error_marks_the_job_failed_with_the_reason(
+    store: JobStore, datasets: DatasetStore
+) -> None:
+    pipeline = StandInPipeline()
+    pipeline.gate.set()
+    runner = make_runner(store, datasets, pipeline)
+    runner.start()
+    job = submit(runner, seed=666)
+    done = wait_until(lambda: (j := store.get(job.job_id)).status.is_final and j, 30, "failure")
+    assert done.status is JobStatus.FAILED
+    assert done.error == "RuntimeError: boom"
+    runner.stop()
+
+
+def test_idempotency_key_replays_and_conflicts(store: JobStore, datasets: DatasetStore) -> None:
+    runner = make_runner(store, datasets, StandInPipeline())
+    first = submit(runner, key="k")
+    again = submit(runner, key="k")
+    assert again.job_id == first.job_id
+    with pytest.raises(IdempotencyConflictError):
+        submit(runner, key="k", epochs=3)
+    assert submit(runner, key="other").job_id != first.job_id
+
+
+def test_queue_limit(store: JobStore, datasets: DatasetStore) -> None:
+    runner = make_runner(store, datasets, StandInPipeline(), max_queued=2)
+    submit(runner)
+    submit(runner)
+    with pytest.raises(QueueFullError):
+        submit(runner)
+
+
+def test_unknown_dataset_is_refused(store: JobStore, datasets: DatasetStore) -> None:
+    runner = make_runner(store, datasets, StandInPipeline())
+    with pytest.raises(DatasetNotFoundError):
+        runner.submit(
+            params=TrainingParams(),
+            dataset_id="ds-000000000000",
+            register=False,
+            request_body={},
+        )
+
+
+def test_cancel_queued_running_and_finished(store: JobStore, datasets: DatasetStore) -> None:
+    pipeline = StandInPipeline()
+    runner = make_runner(store, datasets, pipeline)
+    runner.start()
+    running = submit(runner)
+    queued = submit(runner)
+    wait_until(lambda: store.get(running.job_id).status is JobStatus.RUNNING, 30, "start")
+    assert runner.cancel(queued.job_id).status is JobStatus.CANCELLED
+    runner.cancel(running.job_id)
+    stopped = wait_until(
+        lambda: (j := store.get(running.job_id)).status.is_final and j, 30, "cancel"
+    )
+    assert stopped.status is JobStatus.CANCELLED
+    assert stopped.error == "cancelled while running"
+    with pytest.raises(JobFinishedError):
+        runner.cancel(running.job_id)
+    with pytest.raises(JobNotFoundError):
+        runner.cancel("job-unknown")
+    assert len(pipeline.calls) == 1  # the cancelled queued job never ran
+    runner.stop()
+
+
+def test_restart_fails_running_jobs_and_requeues_queued_ones(
+    tmp_path: Path, store: JobStore, datasets: DatasetStore
+) -> None:
+    pipeline = StandInPipeline()
+    runner = make_runner(store, datasets, pipeline)
+    runner.start()
+    finished = submit(runner, epochs=1)
+    pipeline.gate.set()
+    wait_until(lambda: store.get(finished.job_id).status.is_final, 30, "first job")
+    pipeline.gate.clear()
+    interrupted = submit(runner)
+    waiting = submit(runner)
+    wait_until(lambda: store.get(interrupted.job_id).status is JobStatus.RUNNING, 30, "start")
+    # Simulate a crash: a new process opens the same database; the old one never finishes.
+    revived_store = JobStore(tmp_path / "jobs.sqlite3")
+    revived_pipeline = StandInPipeline()
+    revived_pipeline.gate.set()
+    revived = make_runner(revived_store, datasets, revived_pipeline)
+    failed = revived.start()
+    assert [j.job_id for j in failed] == [interrupted.job_id]
+    lost = revived_store.get(interrupted.job_id)
+    assert lost.status is JobStatus.FAILED
+    assert "stopped while this job was running" in (lost.error or "")
+    assert revived_store.get(finished.job_id).status is JobStatus.SUCCEEDED
+    rerun = wait_until(
+        lambda: (j := revived_store.get(waiting.job_id)).status.is_final and j, 30, "requeued"
+    )
+    assert rerun.status is JobStatus.SUCCEEDED
+    revived.stop()
+    pipeline.gate.set()  # let the "crashed" runner's thread end
+    runner.stop()
