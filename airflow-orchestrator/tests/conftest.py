@@ -125,9 +125,9 @@ def _collect(dag_run: Any) -> RunResult:
 
     with create_session() as session:
         tis = dag_run.get_task_instances(session=session)
-        rows = session.scalars(
+        rows: list[Any] = session.scalars(
             XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, key="return_value")
-        ).all()
+        ).all()  # type: ignore[assignment]
         xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
         return RunResult(
             state=str(dag_run.state),
@@ -143,7 +143,7 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
     """Run one DAG with dag.test() against the stubs; retries and polls shortened for speed."""
 
     def run(dag_id: str, conf: dict[str, Any] | None = None) -> RunResult:
-        dag = dagbag.get_dag(dag_id)
+        dag = dagbag.dags[dag_id]
         for task in dag.tasks:
             task.retry_delay = timedelta(seconds=1)
             task.max_retry_delay = timedelta(seconds=2)

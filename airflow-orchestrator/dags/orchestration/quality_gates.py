@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-def holdout_accuracy(predictions: Sequence[str], labels: Sequence[str]) -> float:
+def holdout_accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
     """Share of predictions equal to their label (labels compared as strings)."""
     if len(predictions) != len(labels):
         raise ValueError(f"got {len(predictions)} predictions for {len(labels)} labels")

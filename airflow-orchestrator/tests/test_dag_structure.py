@@ -1,0 +1,143 @@
+"""Structure: task ids, dependencies, schedules, params and HTTP settings of each DAG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.providers.http.operators.http import HttpOperator
+from airflow.providers.http.sensors.http import HttpSensor
+from orchestration.alerts import PipelineAlertNotifier
+from orchestration.service_http import HTTP_RETRY_ARGS, check_service_response
+
+# task id -> ids of its direct upstream tasks
+EXPECTED_GRAPHS: dict[str, dict[str, set[str]]] = {
+    "hello_world": {
+        "say_hello": set(),
+        "echo_greeting": {"say_hello"},
+        "count_letters": {"say_hello"},
+    },
+    "mlflow_orchestration_pipeline": {
+        "create_dataset_snapshot": set(),
+        "submit_training_job": {"create_dataset_snapshot"},
+        "wait_for_training_job": {"submit_training_job"},
+        "fetch_holdout_samples": {"create_dataset_snapshot"},
+        "fetch_model_version": {"wait_for_training_job"},
+        "run_inference": {"fetch_model_version", "fetch_holdout_samples"},
+        "validate_pipeline": {
+            "create_dataset_snapshot",
+            "wait_for_training_job",
+            "fetch_model_version",
+            "run_inference",
+        },
+    },
+    "model_management": {
+        "list_model_versions": set(),
+        "validate_staging_version": {"list_model_versions"},
+        "promote_to_production": {"validate_staging_version"},
+        "reload_serving_model": {"promote_to_production"},
+        "cleanup_old_versions": {"list_model_versions", "reload_serving_model"},
+        "monitor_serving_service": {"cleanup_old_versions"},
+        "fail_run_if_a_check_failed": {
+            "list_model_versions",
+            "validate_staging_version",
+            "promote_to_production",
+            "reload_serving_model",
+            "cleanup_old_versions",
+            "monitor_serving_service",
+        },
+    },
+    "simple_image_classifier": {
+        "start_training": set(),
+        "wait_for_training": {"start_training"},
+        "predict_sample_images": {"wait_for_training"},
+    },
+}
+
+EXPECTED_SCHEDULES = {
+    "hello_world": None,
+    "mlflow_orchestration_pipeline": "0 */6 * * *",
+    "model_management": "@daily",
+    "simple_image_classifier": None,
+}
+
+EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hello_world": {"name": "world"},
+    "mlflow_orchestration_pipeline": {
+        "dataset_source": "digits",
+        "test_fraction": 0.2,
+        "epochs": 10,
+        "holdout_samples": 200,
+        "min_accuracy": 0.8,
+    },
+    "model_management": {
+        "model_name": "image-classifier",
+        "min_accuracy": 0.8,
+        "max_regression": 0.02,
+        "retention_days": 30,
+        "max_error_rate": 0.05,
+        "max_p99_latency_seconds": 1.0,
+        "min_requests": 20,
+    },
+    "simple_image_classifier": {"epochs": 5, "n_images": 3},
+}
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_GRAPHS))
+def test_task_ids_and_dependencies(dagbag: Any, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    graph = {task.task_id: set(task.upstream_task_ids) for task in dag.tasks}
+    assert graph == EXPECTED_GRAPHS[dag_id]
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_SCHEDULES))
+def test_schedule_catchup_and_param_defaults(dagbag: Any, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    assert dag.schedule == EXPECTED_SCHEDULES[dag_id]
+    assert dag.catchup is False
+    defaults = {name: dag.params[name] for name in EXPECTED_PARAM_DEFAULTS[dag_id]}
+    assert defaults == EXPECTED_PARAM_DEFAULTS[dag_id]
+
+
+def test_pipeline_runs_one_at_a_time_without_backfilling_on_unpause(dagbag: Any) -> None:
+    dag = dagbag.dags["mlflow_orchestration_pipeline"]
+    assert dag.max_active_runs == 1
+    # No start_date: unpausing waits for the next 6-hour tick instead of starting a run at once.
+    assert dag.start_date is None
+
+
+def test_training_is_submitted_with_the_run_id_as_idempotency_key(dagbag: Any) -> None:
+    for dag_id, task_id in [
+        ("mlflow_orchestration_pipeline", "submit_training_job"),
+        ("simple_image_classifier", "start_training"),
+    ]:
+        task = dagbag.dags[dag_id].get_task(task_id)
+        assert isinstance(task, HttpOperator)
+        assert (task.method, task.endpoint) == ("POST", "/v1/train")
+        assert task.headers["Idempotency-Key"] == "{{ run_id }}"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_GRAPHS))
+def test_http_tasks_have_timeouts_backoff_and_a_detail_raising_check(
+    dagbag: Any, dag_id: str
+) -> None:
+    for task in dagbag.dags[dag_id].tasks:
+        assert task.retry_exponential_backoff or task.retries <= 1 or dag_id == "hello_world"
+        if isinstance(task, HttpOperator):
+            assert task.retry_args is HTTP_RETRY_ARGS
+            assert task.response_check is check_service_response
+            assert task.extra_options["timeout"]
+        if isinstance(task, HttpSensor):
+            assert task.mode == "reschedule"
+            assert task.poke_interval <= 5, "a ten-second training must not wait a minute"
+            assert task.extra_options["timeout"]
+
+
+@pytest.mark.parametrize("dag_id", ["mlflow_orchestration_pipeline", "model_management"])
+def test_failures_alert_through_the_notifier(dagbag: Any, dag_id: str) -> None:
+    for task in dagbag.dags[dag_id].tasks:
+        callbacks = task.on_failure_callback or []
+        if task.task_id == "fail_run_if_a_check_failed":
+            assert not callbacks  # the failed check already alerted
+        else:
+            assert any(isinstance(cb, PipelineAlertNotifier) for cb in callbacks), task.task_id
