@@ -213,9 +213,7 @@ class Stack:
         if not path.exists():
             return None
         pid = int(path.read_text().strip() or 0)
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
+        if pid <= 0 or not _alive(pid):
             path.unlink(missing_ok=True)
             return None
         return pid
@@ -351,6 +349,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True  # alive, but not ours: treat as running so that we never reuse its port
     # A zombie child of ours counts as gone.
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
