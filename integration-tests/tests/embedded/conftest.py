@@ -11,9 +11,12 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from lifecycle import PromotedRun
 from scripts.embedded.airflow_api import AirflowClient
+from scripts.embedded.demo import MANAGEMENT, PIPELINE, run_dag
 from scripts.embedded.stack import ROOT, Stack, StackConfig, logs_text, print_logs
 
 
@@ -54,6 +57,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def airflow(stack: Stack) -> AirflowClient:
     cfg = stack.cfg
     return AirflowClient(cfg.airflow_url, cfg.airflow_user, cfg.airflow_password)
+
+
+@pytest.fixture(scope="session")
+def promoted_run(stack: Stack, airflow: AirflowClient) -> PromotedRun:
+    """Run the lifecycle once per session, the way `make demo` does: train, then promote."""
+    pipeline = run_dag(airflow, PIPELINE, timeout=600)
+    jobs = httpx.get(f"{stack.cfg.training_url}/v1/jobs", timeout=10).json()["jobs"]
+    job = max(jobs, key=lambda j: j["created_at"])
+    management = run_dag(airflow, MANAGEMENT, timeout=300)
+    return PromotedRun(pipeline, management, job)
 
 
 @pytest.hookimpl(wrapper=True)

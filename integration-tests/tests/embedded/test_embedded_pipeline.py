@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
+from lifecycle import PromotedRun
 from scripts.embedded.airflow_api import AirflowClient
-from scripts.embedded.demo import MANAGEMENT, MODEL_NAME, PIPELINE, run_dag, wait_until_served
+from scripts.embedded.demo import MODEL_NAME, PIPELINE, run_dag, wait_until_served
 from scripts.embedded.stack import Stack
 
 
@@ -36,15 +37,16 @@ def jobs(stack: Stack) -> list[dict[str, Any]]:
     return sorted(answer.json()["jobs"], key=lambda j: j["created_at"])
 
 
-def test_pipeline_trains_registers_and_promotes(stack: Stack, airflow: AirflowClient) -> None:
-    run_dag(airflow, PIPELINE, timeout=600)
-    job = jobs(stack)[-1]
+def test_pipeline_trains_registers_and_promotes(stack: Stack, promoted_run: PromotedRun) -> None:
+    job = promoted_run.job
+    assert promoted_run.pipeline.state == "success"
     assert job["status"] == "succeeded", job
-    version = str(job["model_version"])
-    assert aliases(stack).get("staging") == version
-
-    run_dag(airflow, MANAGEMENT, timeout=300)
-    assert aliases(stack).get("production") == version
+    assert (job.get("metrics") or {}).get("test_accuracy", 0) >= 0.9, job
+    version = promoted_run.version
+    assert promoted_run.management.state == "success"
+    current = aliases(stack)
+    assert current.get("production") == version, current
+    assert current.get("staging") == version, current
 
     served = wait_until_served(stack.cfg, version, timeout=60)
     assert served["alias"] == "production"
