@@ -1,0 +1,110 @@
+"""Fixtures of the container suite: images built by the repository's own script, the stack.
+
+Testcontainers settings must be in the environment before it is imported: Ryuk's image
+cannot be pulled without a registry (cleanup is ours: `ContainerStack.close` at the end of
+the session, `remove_leftovers` at the start), and this host runs inside a container
+(/.dockerenv), which would otherwise make Testcontainers talk to a bridge gateway address.
+Published ports are reached on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+
+import subprocess  # noqa: E402 - the settings above must come first
+import time  # noqa: E402
+from collections.abc import Generator, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import docker  # noqa: E402
+import pytest  # noqa: E402
+from container_stack import ContainerStack, Images, remove_leftovers  # noqa: E402
+
+from scripts.embedded.airflow_api import AirflowClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+BUILD_SCRIPT = ROOT / "scripts" / "build_images.sh"
+# A cold offline build (base image, wheelhouses, five images) takes well under this.
+BUILD_TIMEOUT = float(os.environ.get("CONTAINERS_BUILD_TIMEOUT", "2400"))
+STACK_TIMEOUT = float(os.environ.get("CONTAINERS_STACK_TIMEOUT", "420"))
+
+_running: list[ContainerStack] = []
+
+
+def docker_client_or_skip() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
+        # Counted as a failure under CI/REQUIRE_DOCKER by the root conftest.
+        pytest.skip(f"no Docker engine ({exc}); run scripts/ensure_docker.sh")
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    return docker_client_or_skip()
+
+
+@pytest.fixture(scope="session")
+def images(docker_client: docker.DockerClient) -> Images:
+    """Build the images (or reuse them: the script's layer cache and wheelhouse make a re-run
+    with nothing changed take seconds) exactly the way `make images` and CI do."""
+    begin = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    print(result.stdout[-3000:])
+    if result.returncode != 0:
+        pytest.fail(
+            f"scripts/build_images.sh failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    print(f"images ready in {time.monotonic() - begin:.0f} s")
+    return Images.from_env_file(ROOT / "build" / "images.env")
+
+
+@pytest.fixture(scope="session")
+def container_stack(images: Images, docker_client: docker.DockerClient) -> Iterator[ContainerStack]:
+    remove_leftovers(docker_client)
+    stack = ContainerStack(images, docker_client)
+    _running.append(stack)
+    try:
+        stack.start(timeout=STACK_TIMEOUT)
+        print(f"stack up in {stack.startup_seconds['stack']:.0f} s: {stack.startup_seconds}")
+        yield stack
+    finally:
+        _running.remove(stack)
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def container_airflow(container_stack: ContainerStack) -> AirflowClient:
+    return AirflowClient(
+        container_stack.url("airflow-api-server"),
+        container_stack.admin_user,
+        container_stack.secrets.airflow_password,
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test (or fixture) shows the last log lines of every container."""
+    report = yield
+    if report.failed and _running:
+        try:
+            report.sections.append(("container logs", _running[-1].all_logs(tail=80)))
+        except Exception as exc:  # noqa: BLE001 - never hide the real failure
+            report.sections.append(("container logs", f"(could not read logs: {exc})"))
+    return report

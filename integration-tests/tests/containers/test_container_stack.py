@@ -1,0 +1,226 @@
+"""The full stack in containers, end to end, with its fault cases.
+
+Images come from scripts/build_images.sh (the same build as `make images` and CI), the
+stack from `ContainerStack` (the settings of docker-compose.yml). Airflow's REST API runs
+`mlflow_orchestration_pipeline` then `model_management`; the new version must carry
+`production`, the serving container must answer with it (>= 0.9 accuracy on held-out
+digits) and MLflow must hold the run with its artifacts. Then the faults: a new MLflow
+container on the same volumes loses nothing, and a restarted serving container comes back
+serving the production version (downloading it from that new MLflow container).
+
+The tests share one promoted model (`promoted`, module scope) and run in file order.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from container_stack import ContainerStack, Images
+
+from scripts.embedded.airflow_api import AirflowClient
+from scripts.embedded.demo import MANAGEMENT, MODEL_NAME, PIPELINE, run_dag
+
+GB = 1000**3
+# The README's size targets for the images.
+SIZE_LIMITS = {"training": 1.5 * GB, "serving": 1.5 * GB, "airflow": 1.0 * GB}
+LONG_RUNNING = [
+    "postgres",
+    "mlflow",
+    "training",
+    "serving",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+]
+
+
+def get_json(url: str, **params: Any) -> Any:
+    answer = httpx.get(url, params=params or None, timeout=30)
+    assert answer.status_code == 200, f"GET {url} -> {answer.status_code}: {answer.text[:500]}"
+    return answer.json()
+
+
+def aliases(mlflow: str) -> dict[str, str]:
+    model = get_json(f"{mlflow}/api/2.0/mlflow/registered-models/get", name=MODEL_NAME)
+    return {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
+
+
+def artifact_paths(mlflow: str, root: str) -> set[str]:
+    """Every file under an artifact root, listed through the server's artifact proxy."""
+    prefix = root.removeprefix("mlflow-artifacts:").lstrip("/")
+    found: set[str] = set()
+    pending = [prefix]
+    while pending:
+        path = pending.pop()
+        listing = get_json(f"{mlflow}/api/2.0/mlflow-artifacts/artifacts", path=path)
+        for entry in listing.get("files", []):
+            full = f"{path}/{entry['path']}"
+            if entry.get("is_dir"):
+                pending.append(full)
+            else:
+                found.add(full.removeprefix(prefix).lstrip("/"))
+    return found
+
+
+def registry_snapshot(mlflow: str) -> dict[str, Any]:
+    """What must survive an MLflow restart: versions, aliases, runs and artifact listings."""
+    versions = get_json(
+        f"{mlflow}/api/2.0/mlflow/model-versions/search", filter=f"name='{MODEL_NAME}'"
+    )["model_versions"]
+    runs = {
+        v["run_id"]: get_json(f"{mlflow}/api/2.0/mlflow/runs/get", run_id=v["run_id"])["run"]
+        for v in versions
+    }
+    return {
+        "versions": sorted((v["version"], v["run_id"], v.get("source")) for v in versions),
+        "aliases": aliases(mlflow),
+        "runs": {
+            run_id: (run["info"]["status"], sorted(m["key"] for m in run["data"]["metrics"]))
+            for run_id, run in runs.items()
+        },
+        "run_artifacts": {
+            run_id: sorted(artifact_paths(mlflow, run["info"]["artifact_uri"]))
+            for run_id, run in runs.items()
+        },
+    }
+
+
+def served_model(serving: str, version: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    model: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{serving}/v1/model", timeout=10)
+            model = answer.json() if answer.status_code == 200 else {"status": answer.status_code}
+            if str(model.get("version")) == version:
+                return model
+        except httpx.HTTPError as exc:
+            model = {"error": repr(exc)}
+        time.sleep(1)
+    raise AssertionError(f"serving never answered with v{version}; last: {model}")
+
+
+def holdout(training: str, dataset_id: str) -> dict[str, Any]:
+    samples = get_json(f"{training}/v1/datasets/{dataset_id}/samples", split="test", limit=10_000)
+    assert len(samples["instances"]) >= 300, "the held-out split should be the whole test set"
+    return dict(samples)
+
+
+def served_accuracy(serving: str, samples: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    answer = httpx.post(
+        f"{serving}/v1/predict", json={"instances": samples["instances"]}, timeout=120
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    body = answer.json()
+    hits = sum(p == t for p, t in zip(body["predictions"], samples["labels"], strict=True))
+    return hits / len(samples["labels"]), body
+
+
+@pytest.fixture(scope="module")
+def promoted(container_stack: ContainerStack, container_airflow: AirflowClient) -> dict[str, Any]:
+    """Run the pipeline and model management once through Airflow; return the new version."""
+    training = container_stack.url("training")
+    run_dag(container_airflow, PIPELINE, timeout=900)
+    jobs = sorted(get_json(f"{training}/v1/jobs")["jobs"], key=lambda j: j["created_at"])
+    job = jobs[-1]
+    assert job["status"] == "succeeded", job
+    run_dag(container_airflow, MANAGEMENT, timeout=600)
+    return {"version": str(job["model_version"]), "job": job}
+
+
+def test_images_meet_size_targets(images: Images, docker_client: docker.DockerClient) -> None:
+    sizes = {
+        key: docker_client.images.get(getattr(images, key)).attrs["Size"] for key in SIZE_LIMITS
+    }
+    too_big = {k: f"{v / GB:.2f} GB" for k, v in sizes.items() if v > SIZE_LIMITS[k]}
+    assert not too_big, f"images over their size target: {too_big}"
+
+
+def test_containers_are_healthy_non_root_and_loopback_only(
+    container_stack: ContainerStack, docker_client: docker.DockerClient
+) -> None:
+    # The images' own HEALTHCHECKs (the Airflow one picks its check by component) go green.
+    for name in LONG_RUNNING:
+        container_stack.wait_healthy(name, timeout=180)
+    for name in LONG_RUNNING:
+        attrs = docker_client.containers.get(
+            container_stack.containers[name].get_container_id()
+        ).attrs
+        assert attrs["Config"]["User"] not in ("", "0", "root"), f"{name} runs as root"
+        for bindings in (attrs["NetworkSettings"]["Ports"] or {}).values():
+            for binding in bindings or []:
+                assert binding["HostIp"] == "127.0.0.1", f"{name} publishes {binding}"
+
+
+def test_pipeline_promotes_a_version_that_serving_answers_accurately(
+    container_stack: ContainerStack, promoted: dict[str, Any]
+) -> None:
+    mlflow = container_stack.url("mlflow")
+    version, job = promoted["version"], promoted["job"]
+    assert aliases(mlflow).get("production") == version
+
+    model = served_model(container_stack.url("serving"), version)
+    assert model["alias"] == "production"
+    samples = holdout(container_stack.url("training"), job["dataset_id"])
+    accuracy, body = served_accuracy(container_stack.url("serving"), samples)
+    assert body["model"]["version"] == version
+    assert accuracy >= 0.9, f"served accuracy {accuracy:.3f} on held-out digits"
+
+    # MLflow shows the run, its metrics, its figures, and the logged model's files.
+    run = get_json(f"{mlflow}/api/2.0/mlflow/runs/get", run_id=job["run_id"])["run"]
+    assert run["info"]["status"] == "FINISHED"
+    assert {"test_accuracy", "test_loss", "train_loss"} <= {
+        m["key"] for m in run["data"]["metrics"]
+    }
+    run_files = artifact_paths(mlflow, run["info"]["artifact_uri"])
+    assert {"confusion_matrix.png", "training_curve.png", "classes.json"} <= run_files
+    mv = get_json(f"{mlflow}/api/2.0/mlflow/model-versions/get", name=MODEL_NAME, version=version)[
+        "model_version"
+    ]
+    model_id = mv.get("model_id") or mv["source"].removeprefix("models:/")
+    logged = get_json(f"{mlflow}/api/2.0/mlflow/logged-models/{urllib.parse.quote(model_id)}")
+    model_files = artifact_paths(mlflow, logged["model"]["info"]["artifact_uri"])
+    assert "MLmodel" in model_files, model_files
+
+
+def test_new_mlflow_container_on_same_volumes_loses_nothing(
+    container_stack: ContainerStack, promoted: dict[str, Any]
+) -> None:
+    before = registry_snapshot(container_stack.url("mlflow"))
+    assert before["aliases"].get("production") == promoted["version"]
+    assert all(files for files in before["run_artifacts"].values()), before["run_artifacts"]
+
+    container_stack.recreate("mlflow")
+    container_stack.wait_http("mlflow", "/health", timeout=240)
+
+    after = registry_snapshot(container_stack.url("mlflow"))
+    assert after == before
+
+
+def test_restarted_serving_comes_back_with_the_production_version(
+    container_stack: ContainerStack, promoted: dict[str, Any]
+) -> None:
+    version = promoted["version"]
+    container_stack.restart("serving")
+    serving = container_stack.url("serving")  # the host port may change on restart
+    # /ready is 200 only with a model loaded: here it had to come from MLflow again.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{serving}/ready", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    model = served_model(serving, version, timeout=30)
+    assert model["alias"] == "production"
+    samples = holdout(container_stack.url("training"), promoted["job"]["dataset_id"])
+    accuracy, body = served_accuracy(serving, samples)
+    assert body["model"]["version"] == version
+    assert accuracy >= 0.9, f"served accuracy {accuracy:.3f} after restart"
