@@ -27,8 +27,12 @@ $(VENVS)/mlflow-server/.installed: infra/mlflow/requirements.txt
 	$(VENVS)/mlflow-server/bin/pip install -q -r $<
 	touch $@
 
-lint: ## ruff (lint + format) and mypy in every subtree
+lint: ## ruff (lint + format) and mypy in every subtree and in scripts/
 	@for s in $(SUBTREES); do echo "== lint $$s"; $(MAKE) --no-print-directory -C $$s lint VENV=$(VENVS)/$$s || exit 1; done
+	@echo "== lint scripts"
+	$(VENVS)/integration-tests/bin/ruff check scripts
+	$(VENVS)/integration-tests/bin/ruff format --check scripts
+	$(VENVS)/integration-tests/bin/mypy --ignore-missing-imports --check-untyped-defs scripts
 
 test: setup lint test-services test-integration ## lint, then every suite (what CI runs)
 

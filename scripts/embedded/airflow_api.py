@@ -22,6 +22,10 @@ class AirflowError(RuntimeError):
     """Airflow answered with an error, or a DAG run did not succeed."""
 
 
+class TransientError(AirflowError):
+    """No answer, or a 5xx: worth asking again (a busy api-server on 2 cores)."""
+
+
 @dataclass
 class DagRunResult:
     dag_id: str
@@ -32,7 +36,10 @@ class DagRunResult:
 
 
 def request_json(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> Any:
     """One JSON request; raises AirflowError with the server's detail on 4xx/5xx."""
@@ -48,7 +55,10 @@ def request_json(
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:2000]
-        raise AirflowError(f"{method} {url} -> {exc.code}: {detail}") from exc
+        error = TransientError if exc.code >= 500 else AirflowError
+        raise error(f"{method} {url} -> {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
+        raise TransientError(f"{method} {url}: {exc}") from exc
     return json.loads(raw) if raw else None
 
 
@@ -64,14 +74,24 @@ class AirflowClient:
     def _headers(self) -> dict[str, str]:
         if self._token is None:
             answer = request_json(
-                "POST", f"{self.base}/auth/token",
+                "POST",
+                f"{self.base}/auth/token",
                 {"username": self.username, "password": self.password},
             )
             self._token = answer["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        return request_json(method, f"{self.base}/api/v2{path}", body, self._headers())
+    def api(self, method: str, path: str, body: Any = None, attempts: int = 5) -> Any:
+        """One API call; reads (GET) are retried with backoff on transient errors."""
+        tries = attempts if method == "GET" else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return request_json(method, f"{self.base}/api/v2{path}", body, self._headers())
+            except TransientError:
+                if attempt == tries:
+                    raise
+                time.sleep(min(2**attempt, 15))
+        raise AssertionError("unreachable")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until the dag-processor has parsed the DAG; fail on its import error."""
@@ -99,7 +119,10 @@ class AirflowClient:
         return str(run["dag_run_id"])
 
     def wait_for_run(
-        self, dag_id: str, run_id: str, timeout: float = 300.0,
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 300.0,
         progress: Callable[[str, dict[str, str]], None] | None = None,
     ) -> DagRunResult:
         """Poll a DAG run until it finishes; collect the failed tasks' log excerpts."""

@@ -86,19 +86,29 @@ def summarize(cfg: StackConfig, timings: dict[str, float]) -> None:
     )
     metrics = job.get("metrics") or {}
     print("\n== Summary ==")
-    print(f"  dataset     {dataset['dataset_id']}: {dataset['n_train']} train / "
-          f"{dataset['n_test']} test images, sha256 {dataset['sha256'][:12]}")
-    print(f"  training    job {job['job_id']}: test accuracy "
-          f"{metrics.get('test_accuracy', float('nan')):.4f}, MLflow run {job['run_id']}")
-    print(f"  registry    {MODEL_NAME} version {job['model_version']} registered; aliases "
-          + ", ".join(f"{k} -> v{v}" for k, v in sorted(aliases.items())))
-    print(f"  serving     version {served['version']} (alias {served.get('alias')}), "
-          f"loaded at {served.get('loaded_at')}")
+    print(
+        f"  dataset     {dataset['dataset_id']}: {dataset['n_train']} train / "
+        f"{dataset['n_test']} test images, sha256 {dataset['sha256'][:12]}"
+    )
+    print(
+        f"  training    job {job['job_id']}: test accuracy "
+        f"{metrics.get('test_accuracy', float('nan')):.4f}, MLflow run {job['run_id']}"
+    )
+    print(
+        f"  registry    {MODEL_NAME} version {job['model_version']} registered; aliases "
+        + ", ".join(f"{k} -> v{v}" for k, v in sorted(aliases.items()))
+    )
+    print(
+        f"  serving     version {served['version']} (alias {served.get('alias')}), "
+        f"loaded at {served.get('loaded_at')}"
+    )
     pairs = zip(answer["predictions"], samples["labels"], strict=True)
     print("  predictions " + "  ".join(f"{p} (true {t})" for p, t in pairs))
     print("  timings     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"\n  Airflow  {cfg.airflow_url}/dags/{PIPELINE}   (login {cfg.airflow_user} / "
-          f"{cfg.airflow_password})")
+    print(
+        f"\n  Airflow  {cfg.airflow_url}/dags/{PIPELINE}   (login {cfg.airflow_user} / "
+        f"{cfg.airflow_password})"
+    )
     print(f"  MLflow   {cfg.mlflow_url}/#/models/{MODEL_NAME}")
     print(f"  serving  {cfg.serving_url}/docs")
 
@@ -116,9 +126,13 @@ def main(cfg: StackConfig) -> int:
         summarize(cfg, timings)
     except (DemoFailed, AirflowError) as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
-        print("The stack is still up for inspection: `make status`, `make logs`, `make down`.",
-              file=sys.stderr)
+        print(
+            "The stack is still up for inspection: `make status`, `make logs`, `make down`.",
+            file=sys.stderr,
+        )
         return 1
-    print(f"\nDemo finished in {time.monotonic() - start:.1f} s. The stack keeps running; "
-          "`make down` stops it.")
+    print(
+        f"\nDemo finished in {time.monotonic() - start:.1f} s. The stack keeps running; "
+        "`make down` stops it."
+    )
     return 0

@@ -10,6 +10,7 @@ Standard library only: it runs with the host's python3 before any venv exists.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -154,9 +155,17 @@ def components(cfg: StackConfig) -> list[Component]:
     airflow = [
         Component(
             "airflow-api-server",
-            [str(af_bin / "airflow"), "api-server", "--host", "127.0.0.1",
-             "--port", str(cfg.airflow_port)],
-            af_env, f"{cfg.airflow_url}/api/v2/monitor/health", cfg.airflow_port,
+            [
+                str(af_bin / "airflow"),
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cfg.airflow_port),
+            ],
+            af_env,
+            f"{cfg.airflow_url}/api/v2/monitor/health",
+            cfg.airflow_port,
         ),
     ]
     for part in ("scheduler", "dag-processor", "triggerer"):
@@ -167,32 +176,49 @@ def components(cfg: StackConfig) -> list[Component]:
         Component(
             "mlflow",
             [
-                str(mlflow_bin / "mlflow"), "server",
-                "--backend-store-uri", f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
-                "--artifacts-destination", str(data / "mlflow" / "artifacts"),
+                str(mlflow_bin / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(data / "mlflow" / "artifacts"),
                 "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", str(cfg.mlflow_port),
-                "--workers", "2",
-                "--allowed-hosts", allowed,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cfg.mlflow_port),
+                "--workers",
+                "2",
+                "--allowed-hosts",
+                allowed,
             ],
             {"PATH": f"{mlflow_bin}:{os.environ.get('PATH', '')}"},
-            f"{cfg.mlflow_url}/health", cfg.mlflow_port,
+            f"{cfg.mlflow_url}/health",
+            cfg.mlflow_port,
         ),
         Component(
             "training",
             [str(cfg.venvs / "ml-training-service" / "bin" / "python"), "-m", "training_service"],
-            {**service_env, "PORT": str(cfg.training_port),
-             "DATA_DIR": str(data / "training"),
-             "PYTHONPATH": str(ROOT / "ml-training-service" / "src")},
-            f"{cfg.training_url}/health", cfg.training_port,
+            {
+                **service_env,
+                "PORT": str(cfg.training_port),
+                "DATA_DIR": str(data / "training"),
+                "PYTHONPATH": str(ROOT / "ml-training-service" / "src"),
+            },
+            f"{cfg.training_url}/health",
+            cfg.training_port,
         ),
         Component(
             "serving",
             [str(cfg.venvs / "ml-serving-service" / "bin" / "python"), "-m", "serving_service"],
-            {**service_env, "PORT": str(cfg.serving_port),
-             "MODEL_POLL_INTERVAL": str(cfg.serving_poll_interval),
-             "PYTHONPATH": str(ROOT / "ml-serving-service" / "src")},
-            f"{cfg.serving_url}/health", cfg.serving_port,
+            {
+                **service_env,
+                "PORT": str(cfg.serving_port),
+                "MODEL_POLL_INTERVAL": str(cfg.serving_poll_interval),
+                "PYTHONPATH": str(ROOT / "ml-serving-service" / "src"),
+            },
+            f"{cfg.serving_url}/health",
+            cfg.serving_port,
         ),
         *airflow,
     ]
@@ -228,8 +254,13 @@ class Stack:
         with self.log_path(comp.name).open("ab") as log:
             log.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             proc = subprocess.Popen(
-                comp.argv, cwd=comp.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                comp.argv,
+                cwd=comp.cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         (self.pids / f"{comp.name}.pid").write_text(str(proc.pid))
         return proc.pid
@@ -246,8 +277,12 @@ class Stack:
         env = {**os.environ, **airflow_env(self.cfg)}
         with self.log_path("airflow-db-migrate").open("ab") as log:
             subprocess.run(
-                [str(airflow), "db", "migrate"], env=env, stdout=log,
-                stderr=subprocess.STDOUT, check=True, stdin=subprocess.DEVNULL,
+                [str(airflow), "db", "migrate"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                stdin=subprocess.DEVNULL,
             )
 
     def up(self, timeout: float = 180.0) -> None:
@@ -277,8 +312,12 @@ class Stack:
         self._wait_healthy(comps, timeout)
 
     def _check_venvs(self) -> None:
-        for venv in ("mlflow-server", "ml-training-service", "ml-serving-service",
-                     "airflow-orchestrator"):
+        for venv in (
+            "mlflow-server",
+            "ml-training-service",
+            "ml-serving-service",
+            "airflow-orchestrator",
+        ):
             if not (self.cfg.venvs / venv / "bin" / "python").exists():
                 raise SystemExit(f"venv {self.cfg.venvs / venv} is missing; run `make setup`")
 
@@ -360,10 +399,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _port_in_use(port: int) -> bool:
