@@ -66,8 +66,8 @@ def _version(registry_state: dict[str, Any], alias: str) -> dict[str, Any] | Non
         "max_regression": Param(0.02, type="number", minimum=0, maximum=1),
         "retention_days": Param(30, type="integer", minimum=1),
         "max_error_rate": Param(0.05, type="number", minimum=0, maximum=1),
-        "max_p99_latency_seconds": Param(1.0, type="number", exclusiveMinimum=0),
-        "min_requests": Param(20, type="integer", minimum=0),
+        "max_p99_latency_seconds": Param(2.5, type="number", exclusiveMinimum=0),
+        "min_requests": Param(100, type="integer", minimum=0),
     },
 )
 def model_management() -> None:

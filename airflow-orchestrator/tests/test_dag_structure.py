@@ -76,8 +76,8 @@ EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_regression": 0.02,
         "retention_days": 30,
         "max_error_rate": 0.05,
-        "max_p99_latency_seconds": 1.0,
-        "min_requests": 20,
+        "max_p99_latency_seconds": 2.5,
+        "min_requests": 100,
     },
     "simple_image_classifier": {"epochs": 5, "n_images": 3},
 }
