@@ -81,13 +81,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             service_pid=os.getpid(),
         )
         executor = ProcessJobExecutor(worker_config, workers=settings.max_concurrent_jobs)
-    else:  # training shares this process: configure torch and MLflow here
-        import mlflow
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        executor = InlineJobExecutor(store, datasets, defaults)
+    else:  # training shares this process
+        executor = InlineJobExecutor(
+            store,
+            datasets,
+            defaults,
+            tracking_uri=settings.mlflow_tracking_uri,
+            torch_threads=settings.torch_threads,
+        )
     runner = JobRunner(
         store,
         datasets,

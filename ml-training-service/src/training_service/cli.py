@@ -30,6 +30,14 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
+def _int(text: str) -> int:
+    # MLproject parameters have no int type; "3" and "3.0" both arrive as float-typed text.
+    value = float(text)
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainingParams()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,10 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: DATA_DIR")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--noise", type=float, default=0.0)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--epochs", type=_int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=_int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=_int, default=defaults.seed)
     parser.add_argument("--register", type=_bool, default=False)
     parser.add_argument("--model-name", default=None, help="default: MODEL_NAME")
     parser.add_argument("--experiment", default=None, help="default: EXPERIMENT")

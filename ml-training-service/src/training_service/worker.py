@@ -112,10 +112,26 @@ class InlineJobExecutor:
         datasets: DatasetStore,
         defaults: TrainingDefaults,
         pipeline: Callable[..., PipelineOutcome] | None = None,
+        *,
+        tracking_uri: str | None = None,
+        torch_threads: int | None = None,
     ) -> None:
         self._args = (store, datasets, defaults, pipeline)
+        self._tracking_uri = tracking_uri
+        self._torch_threads = torch_threads
 
     def execute(self, job: Job) -> JobOutcome:
+        # Configured on first use, not at start-up: importing torch and MLflow takes seconds.
+        if self._torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = None
+        if self._tracking_uri is not None:
+            import mlflow
+
+            mlflow.set_tracking_uri(self._tracking_uri)
+            self._tracking_uri = None
         return execute_job(job, *self._args)
 
     def shutdown(self) -> None:
