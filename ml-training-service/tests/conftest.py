@@ -84,7 +84,9 @@ def authed(service: ServiceProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def digits_dataset(service: ServiceProcess) -> dict:
-    response = httpx.post(f"{service.url}/v1/datasets", json={"source": "digits"}, headers=AUTH)
+    response = httpx.post(
+        f"{service.url}/v1/datasets", json={"source": "digits"}, headers=AUTH, timeout=120
+    )
     assert response.status_code == 201, response.text
     body: dict = response.json()
     return body

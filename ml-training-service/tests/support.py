@@ -104,7 +104,8 @@ class ServiceProcess:
             self.process.wait(30)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        # Generous: the first dataset request imports scikit-learn on a possibly busy CI box.
+        return httpx.Client(base_url=self.url, timeout=120)
 
 
 def wait_for_job(client: httpx.Client, job_id: str, statuses: set[str], timeout: float) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from training_service import SERVICE_NAME, __version__
 from training_service.api.routes import datasets, operations, training
 from training_service.config import Settings, get_settings
 from training_service.data import DatasetStore
+from training_service.data import warm_up as data_warm_up
 from training_service.jobs import JobExecutor, JobRunner, JobStore, TrainingDefaults
 from training_service.metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY, JobStateCollector
 from training_service.worker import InlineJobExecutor, ProcessJobExecutor, WorkerConfig
@@ -99,6 +101,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     collector = JobStateCollector(store.count_by_status)
     REGISTRY.register(collector)
+    # scikit-learn takes seconds to import: load it beside start-up, not in the first request.
+    threading.Thread(target=data_warm_up, name="dataset-warm-up", daemon=True).start()
     interrupted = runner.start()
     if interrupted:
         log.warning("%d job(s) were interrupted by the last shutdown", len(interrupted))

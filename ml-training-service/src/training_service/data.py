@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -68,13 +69,24 @@ class Dataset:
         return self.info.classes
 
 
+@lru_cache(maxsize=1)
 def load_digits_images() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """scikit-learn's bundled 8x8 digits (1,797 images, no download), scaled to 0..1."""
+    """scikit-learn's bundled 8x8 digits (1,797 images, no download), scaled to 0..1.
+
+    Cached: callers get the same arrays and must not modify them in place.
+    """
     from sklearn.datasets import load_digits  # imported on use: keeps service start fast
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
     return images, digits.target.astype(np.int64), [str(c) for c in range(10)]
+
+
+def warm_up() -> None:
+    """Import scikit-learn and parse the digits once, so the first request does not wait."""
+    from sklearn.model_selection import train_test_split  # noqa: F401
+
+    load_digits_images()
 
 
 def load_folder_images(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -266,6 +266,7 @@ class JobRunner:
         self.max_queued = max_queued
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._dispatchers: list[threading.Thread] = []
+        self._stopping = False
 
     def start(self) -> list[Job]:
         """Recover from the previous process, then start dispatching; returns failed jobs."""
@@ -284,6 +285,7 @@ class JobRunner:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask running jobs to stop and stop dispatching (queued jobs stay queued on disk)."""
+        self._stopping = True
         for job in self.store.list_jobs(JobStatus.RUNNING, limit=1_000_000):
             self.store.update(job.job_id, cancel_requested=1)
         for _ in self._dispatchers:
@@ -383,6 +385,13 @@ class JobRunner:
         started = time.perf_counter()
         log.info("job %s: started", job_id)
         outcome = self.executor.execute(job)
+        if self._stopping and outcome.status is JobStatus.CANCELLED:
+            # Stopped by a shutdown, not by a user: say so, like a restart would.
+            outcome = JobOutcome(
+                JobStatus.FAILED,
+                run_id=outcome.run_id,
+                error="the service shut down while this job was running; submit it again",
+            )
         JOB_DURATION.observe(time.perf_counter() - started)
         with self.store.lock:
             if self.store.get(job_id).status is JobStatus.RUNNING:
