@@ -108,19 +108,25 @@ def test_store_persists_jobs_across_connections(tmp_path: Path, store: JobStore)
         store.update("job-1", nonsense=1)
 
 
-def test_job_runs_to_success_with_progress_and_version(
-    store: JobStore, datasets: DatasetStore
-) -> None:
+def run_one_job(store: JobStore, datasets: DatasetStore, **params: Any) -> tuple[Job, JobRunner]:
+    """Submit one job to a started runner whose pipeline never blocks; wait for its end."""
     pipeline = StandInPipeline()
     pipeline.gate.set()
     runner = make_runner(store, datasets, pipeline)
     runner.start()
-    job = submit(runner)
-    # A fresh digits snapshot was made for the job since none was named.
-    assert datasets.info(job.dataset_id).source == "digits"
-    done = wait_until(
+    job = submit(runner, **params)
+    done: Job = wait_until(
         lambda: (j := store.get(job.job_id)).status.is_final and j, 30, "job to finish"
     )
+    return done, runner
+
+
+def test_job_runs_to_success_with_progress_and_version(
+    store: JobStore, datasets: DatasetStore
+) -> None:
+    done, runner = run_one_job(store, datasets)
+    # A fresh digits snapshot was made for the job since none was named.
+    assert datasets.info(done.dataset_id).source == "digits"
     assert done.status is JobStatus.SUCCEEDED
     assert done.epoch == 2 and done.run_id == "run-1" and done.model_version == "3"
     assert done.metrics == {"test_accuracy": 0.98, "test_loss": 0.2, "train_loss": 0.1}
@@ -131,12 +137,7 @@ def test_job_runs_to_success_with_progress_and_version(
 def test_pipeline_error_marks_the_job_failed_with_the_reason(
     store: JobStore, datasets: DatasetStore
 ) -> None:
-    pipeline = StandInPipeline()
-    pipeline.gate.set()
-    runner = make_runner(store, datasets, pipeline)
-    runner.start()
-    job = submit(runner, seed=666)
-    done = wait_until(lambda: (j := store.get(job.job_id)).status.is_final and j, 30, "failure")
+    done, runner = run_one_job(store, datasets, seed=666)
     assert done.status is JobStatus.FAILED
     assert done.error == "RuntimeError: boom"
     runner.stop()
