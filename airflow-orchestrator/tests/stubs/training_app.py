@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tests.stubs.common import instrument
 from tests.stubs.world import MODEL_NAME, Job, World
@@ -27,7 +27,8 @@ class TrainRequest(BaseModel):
     batch_size: int = 64
     learning_rate: float = 0.01
     seed: int = 42
-    register: bool = True
+    # "register" would shadow a BaseModel attribute: keep the wire name as an alias.
+    register_model: bool = Field(default=True, alias="register")
 
 
 def sample_image(label: int) -> list[list[float]]:
@@ -73,7 +74,7 @@ def create_training_app(world: World) -> FastAPI:
     def train(
         request: TrainRequest, idempotency_key: str | None = Header(default=None)
     ) -> JSONResponse:
-        body = request.model_dump()
+        body = request.model_dump(by_alias=True)
         if idempotency_key and idempotency_key in world.idempotency:
             job = world.jobs[world.idempotency[idempotency_key]]
             if job.body != body:
