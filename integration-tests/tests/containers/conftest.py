@@ -79,7 +79,11 @@ def container_stack(images: Images, docker_client: docker.DockerClient) -> Itera
     stack = ContainerStack(images, docker_client)
     _running.append(stack)
     try:
-        stack.start(timeout=STACK_TIMEOUT)
+        try:
+            stack.start(timeout=STACK_TIMEOUT)
+        except Exception as exc:
+            # The stack is removed before pytest reports this error: show the logs now.
+            pytest.fail(f"the stack did not start: {exc!r}\n{stack.all_logs(tail=60)}")
         print(f"stack up in {stack.startup_seconds['stack']:.0f} s: {stack.startup_seconds}")
         yield stack
     finally:

@@ -147,6 +147,8 @@ class ContainerStack:
         return {
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._database_url("airflow"),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__API_AUTH__JWT_SECRET": self.secrets.jwt_secret,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-api-server:8080/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.admin_user}:admin",
