@@ -93,7 +93,8 @@ def start_mlflow(workdir: Path) -> MlflowServer:
         },
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", proc)
+    # Generous: the server imports Flask, FastAPI and migrates SQLite, slow on a busy CPU.
+    wait_http(f"{url}/health", proc, timeout=300)
     return MlflowServer(url, proc)
 
 
@@ -114,7 +115,7 @@ def start_service(**env: str) -> Service:
         env=full_env,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", proc)
+    wait_http(f"{url}/health", proc, timeout=180)
     return Service(url, proc)
 
 
