@@ -192,7 +192,11 @@ def components(cfg: StackConfig) -> list[Component]:
                 "--allowed-hosts",
                 allowed,
             ],
-            {"PATH": f"{mlflow_bin}:{os.environ.get('PATH', '')}"},
+            {
+                "PATH": f"{mlflow_bin}:{os.environ.get('PATH', '')}",
+                # Otherwise 3.17 starts a dozen job-runner processes we do not use.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            },
             f"{cfg.mlflow_url}/health",
             cfg.mlflow_port,
         ),
