@@ -10,7 +10,7 @@ SERVICES := ml-training-service ml-serving-service airflow-orchestrator
 SUBTREES := $(SERVICES) integration-tests
 STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 
-.PHONY: help setup lint test test-services test-integration demo up down status logs
+.PHONY: help setup lint test test-services test-integration demo up down status logs screenshots
 
 # Image builds and .env for Docker Compose (make images, make env).
 -include mk/containers.mk
@@ -58,3 +58,8 @@ logs: ## last lines of every component's log (LINES=n)
 
 demo: setup ## the whole pipeline on the embedded stack, with a summary at the end
 	$(STACK) demo
+
+screenshots: ## PNGs of the Airflow, MLflow and serving UIs into docs/images/ (after `make demo`)
+	bash scripts/ensure_chromium.sh
+	$(MAKE) --no-print-directory -C integration-tests setup VENV=$(VENVS)/integration-tests
+	cd $(ROOT) && $(VENVS)/integration-tests/bin/python -m scripts.ui

@@ -17,8 +17,10 @@ def skips_fail() -> bool:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = reporter.stats.get("skipped", []) if reporter else []
-    if skipped and skips_fail():
+    if reporter is None or not skips_fail():
+        return
+    skipped = reporter.stats.get("skipped", [])
+    if skipped:
         reporter.write_line(
             f"{len(skipped)} test(s) skipped under CI/REQUIRE_DOCKER: counted as a failure",
             red=True,
