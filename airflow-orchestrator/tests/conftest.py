@@ -37,6 +37,7 @@ os.environ.update(
 for name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_")]:
     del os.environ[name]  # only the stub services' connections, never the developer's
 
+from tests.consumer_expectations import exchange_violations  # noqa: E402
 from tests.stubs.mlflow_app import create_mlflow_app  # noqa: E402
 from tests.stubs.server import StubServer  # noqa: E402
 from tests.stubs.serving_app import create_serving_app  # noqa: E402
@@ -158,7 +159,11 @@ def _collect(dag_run: Any) -> RunResult:
 
 @pytest.fixture
 def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunResult]:
-    """Run one DAG with dag.test() against the stubs; retries and polls shortened for speed."""
+    """Run one DAG with dag.test() against the stubs; retries and polls shortened for speed.
+
+    After the run, every exchange with the stubs is checked against the providers' OpenAPI
+    documents (``tests/consumer_expectations.py``); a violation fails the test.
+    """
     from orchestration.service_http import HTTP_RETRY_ARGS
 
     production_wait = HTTP_RETRY_ARGS["wait"]
@@ -173,8 +178,13 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
             if hasattr(task, "poke_interval"):
                 task.poke_interval = 1
         try:
-            return _collect(dag.test(run_conf=conf))
+            result = _collect(dag.test(run_conf=conf))
         finally:
             HTTP_RETRY_ARGS["wait"] = production_wait
+        # Every run is also a consumer contract test: what the DAG sent and what the stubs
+        # answered must both match the providers' documents in contracts/.
+        problems = exchange_violations(stack.world.requests)
+        assert not problems, "contract violations:\n" + "\n".join(problems)
+        return result
 
     return run

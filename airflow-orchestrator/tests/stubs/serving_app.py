@@ -51,16 +51,20 @@ def create_serving_app(world: World) -> FastAPI:
 
     @app.get("/v1/model")
     def model() -> dict[str, Any]:
-        if world.serving_version is None:
-            raise HTTPException(503, f"model {MODEL_NAME!r} has no version with alias 'production'")
+        # Like the real service: 200 even before a model is loaded, with version null.
+        loaded = world.serving_version is not None
         return {
             "name": MODEL_NAME,
             "alias": "production",
             "version": world.serving_version,
-            "run_id": f"run{world.serving_version}",
-            "loaded_at": "2026-11-26T00:00:00Z",
+            "run_id": f"run{world.serving_version}" if loaded else None,
+            "loaded_at": "2026-11-26T00:00:00Z" if loaded else None,
             "metrics": {},
+            "classes": [str(i) for i in range(10)] if loaded else None,
+            "input_shape": [1, 8, 8] if loaded else None,
             "registry": "reachable",
+            "last_error": None,
+            "refused_versions": {},
         }
 
     @app.post("/v1/model/reload")

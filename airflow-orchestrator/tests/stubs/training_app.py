@@ -54,6 +54,10 @@ def create_training_app(world: World) -> FastAPI:
             "image_shape": [8, 8],
             "sha256": "ab" * 32,
             "created_at": "2026-11-26T00:00:00Z",
+            "path": request.path,
+            "test_fraction": request.test_fraction,
+            "seed": request.seed,
+            "noise": request.noise,
         }
         world.datasets[dataset_id] = dataset
         return dataset
@@ -79,9 +83,9 @@ def create_training_app(world: World) -> FastAPI:
             job = world.jobs[world.idempotency[idempotency_key]]
             if job.body != body:
                 raise HTTPException(409, "Idempotency-Key reused with another body")
-            return JSONResponse(_accepted(job), status_code=200)
+            return JSONResponse(_accepted(job), status_code=202)  # the same job, as accepted
         if request.dataset_id is not None and request.dataset_id not in world.datasets:
-            raise HTTPException(404, f"dataset {request.dataset_id!r} not found")
+            raise HTTPException(422, f"dataset {request.dataset_id!r} not found")
         dataset_id = request.dataset_id or create_dataset(DatasetRequest())["dataset_id"]
         job = Job(job_id=uuid.uuid4().hex[:12], dataset_id=dataset_id, body=body)
         world.jobs[job.job_id] = job
@@ -122,6 +126,8 @@ def _job_body(world: World, job: Job) -> dict[str, Any]:
         "job_id": job.job_id,
         "status": job.status,
         "progress": {"epoch": job.polls, "epochs": job.body["epochs"]},
+        "params": {k: job.body[k] for k in ("epochs", "batch_size", "learning_rate", "seed")},
+        "register": job.body["register"],
         "metrics": {
             "test_accuracy": world.new_version_accuracy,
             "test_loss": 0.2,
