@@ -10,7 +10,7 @@ SERVICES := ml-training-service ml-serving-service airflow-orchestrator
 SUBTREES := $(SERVICES) integration-tests
 STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 
-.PHONY: help setup lint test test-services test-integration demo up down status logs screenshots
+.PHONY: help setup lint test test-services test-integration demo up down status logs screenshots openapi
 
 # Image builds and .env for Docker Compose (make images, make env).
 -include mk/containers.mk
@@ -63,3 +63,6 @@ screenshots: ## PNGs of the Airflow, MLflow and serving UIs into docs/images/ (a
 	bash scripts/ensure_chromium.sh
 	$(MAKE) --no-print-directory -C integration-tests setup VENV=$(VENVS)/integration-tests
 	cd $(ROOT) && $(VENVS)/integration-tests/bin/python -m scripts.ui
+
+openapi: setup ## export each service's OpenAPI document and the orchestrator's vendored copies
+	$(PYTHON) scripts/export_openapi.py
