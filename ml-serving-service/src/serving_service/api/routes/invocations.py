@@ -33,7 +33,7 @@ _FORMATS = ("inputs", "instances", "dataframe_split", "dataframe_records")
 @router.post(
     "/invocations",
     response_model=InvocationsResponse,
-    responses={code: {"model": ErrorResponse} for code in (413, 422, 503)},
+    responses={code: {"model": ErrorResponse} for code in (413, 415, 422, 503)},
     openapi_extra=request_body(InvocationsRequest),
 )
 async def invocations(request: Request, slot: SlotDep, settings: SettingsDep) -> Response:

@@ -27,7 +27,7 @@ from serving_service.slot import VersionCache
 router = APIRouter(prefix="/v1", tags=["predict"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (404, 413, 422, 503)
 }
 
 
