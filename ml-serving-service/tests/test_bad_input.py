@@ -64,3 +64,14 @@ def test_invocations_rejects(service: Service, body: object, status: int, detail
     r = httpx.post(f"{service.url}/invocations", json=body)
     assert r.status_code == status, r.text
     assert detail in r.json()["detail"]
+
+
+def test_invocations_rejects_non_json_with_documented_415(service: Service) -> None:
+    # Regression: the 415 was answered but missing from the OpenAPI document.
+    r = httpx.post(
+        f"{service.url}/invocations", content=b"a,b\n1,2\n", headers={"content-type": "text/csv"}
+    )
+    assert r.status_code == 415, r.text
+    assert "application/json" in r.json()["detail"]
+    documented = httpx.get(f"{service.url}/openapi.json").json()
+    assert "415" in documented["paths"]["/invocations"]["post"]["responses"]
