@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from training_service.api.deps import Authorized, DatasetsDep, SettingsDep
-from training_service.api.schemas import DatasetCreate, DatasetPublic, DatasetSamples, ErrorBody
+from training_service.api.responses import UNAUTHORIZED, error, errors
+from training_service.api.schemas import DatasetCreate, DatasetPublic, DatasetSamples
 from training_service.data import DatasetError, DatasetNotFoundError, build_dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No dataset with this id"}
-}
+NOT_FOUND = errors(error(404, "No dataset with this id"))
 
 
 def _not_found(dataset_id: str) -> HTTPException:
@@ -32,7 +31,7 @@ def _not_found(dataset_id: str) -> HTTPException:
     summary="Build a dataset snapshot (digits or an ImageFolder tree under DATA_DIR)",
     response_model=DatasetPublic,
     dependencies=[Authorized],
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses=errors(UNAUTHORIZED),
 )
 async def create_dataset(
     body: DatasetCreate, settings: SettingsDep, datasets: DatasetsDep

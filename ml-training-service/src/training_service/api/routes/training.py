@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from training_service.api.deps import Authorized, RunnerDep
-from training_service.api.schemas import ErrorBody, JobAccepted, JobList, JobPublic, TrainRequest
+from training_service.api.responses import UNAUTHORIZED, error, errors
+from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
 from training_service.data import DatasetNotFoundError
 from training_service.jobs import (
     IdempotencyConflictError,
@@ -37,12 +38,11 @@ def _job_not_found(job_id: str) -> HTTPException:
     summary="Queue a training job (idempotent with an Idempotency-Key header)",
     response_model=JobAccepted,
     dependencies=[Authorized],
-    responses={
-        401: {"model": ErrorBody},
-        409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body"},
-        422: {"model": ErrorBody},
-        429: {"model": ErrorBody, "description": "Queue full; retry after Retry-After seconds"},
-    },
+    responses=errors(
+        UNAUTHORIZED,
+        error(409, "Idempotency-Key reused with another body"),
+        error(429, "Queue full; retry after Retry-After seconds"),
+    ),
 )
 async def submit_training_job(
     body: TrainRequest,
@@ -93,7 +93,9 @@ async def submit_training_job(
     return JobAccepted(job_id=job.job_id, status=job.status, status_url=f"/v1/jobs/{job.job_id}")
 
 
-@router.get("/jobs", summary="Training jobs, newest first", response_model=JobList)
+@router.get(
+    "/jobs", summary="Training jobs, newest first", response_model=JobList, responses=errors()
+)
 async def list_jobs(
     runner: RunnerDep,
     status_filter: Annotated[
@@ -109,7 +111,7 @@ async def list_jobs(
     "/jobs/{job_id}",
     summary="A training job's state, progress, metrics and registered version",
     response_model=JobPublic,
-    responses={404: {"model": ErrorBody}},
+    responses=errors(error(404, "No job with this id")),
 )
 async def get_job(job_id: str, runner: RunnerDep) -> JobPublic:
     try:
@@ -124,11 +126,12 @@ async def get_job(job_id: str, runner: RunnerDep) -> JobPublic:
     response_model=JobPublic,
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Authorized],
-    responses={
-        401: {"model": ErrorBody},
-        404: {"model": ErrorBody},
-        409: {"model": ErrorBody, "description": "The job already finished"},
-    },
+    responses=errors(
+        {200: {"model": JobPublic, "description": "The queued job is cancelled"}},
+        UNAUTHORIZED,
+        error(404, "No job with this id"),
+        error(409, "The job already finished"),
+    ),
 )
 async def cancel_job(job_id: str, runner: RunnerDep, response: Response) -> JobPublic:
     try:
