@@ -128,7 +128,7 @@ def test_http_tasks_have_timeouts_backoff_and_a_detail_raising_check(
             assert task.response_check is check_service_response
             assert task.extra_options["timeout"]
         if isinstance(task, HttpSensor):
-            assert task.mode == "reschedule"
+            assert task.mode == "poke"
             assert task.poke_interval <= 5, "a ten-second training must not wait a minute"
             assert task.extra_options["timeout"]
 

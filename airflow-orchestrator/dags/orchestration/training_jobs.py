@@ -70,7 +70,11 @@ def wait_for_training_job(task_id: str, submit_task_id: str) -> HttpSensor:
         endpoint=f"/v1/jobs/{{{{ ti.xcom_pull(task_ids='{submit_task_id}')['job_id'] }}}}",
         extra_options=HTTP_EXTRA_OPTIONS,
         response_check=job_finished,
-        mode="reschedule",
+        # Poke, not reschedule: on a busy 2-core host Airflow 3.3's scheduler can see a
+        # rescheduled sensor's process exit before its state is committed ("finished with
+        # state success, but the task instance's state attribute is running") and fail the
+        # try. A training job takes seconds to minutes, so holding one slot is the cheap side.
+        mode="poke",
         poke_interval=JOB_POLL_SECONDS,
         timeout=JOB_TIMEOUT.total_seconds(),
     )
