@@ -18,8 +18,12 @@ STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: $(VENVS)/mlflow-server/.installed ## one venv per subtree under .venvs/ (reused when unchanged)
-	@for s in $(SUBTREES); do $(MAKE) --no-print-directory -C $$s setup VENV=$(VENVS)/$$s || exit 1; done
+# The venvs are independent: build them side by side (downloads and unpacking overlap).
+setup: ## one venv per subtree under .venvs/ (reused when unchanged)
+	@$(MAKE) --no-print-directory -j3 $(addprefix setup-,$(SUBTREES)) $(VENVS)/mlflow-server/.installed
+
+setup-%:
+	@$(MAKE) --no-print-directory -C $* setup VENV=$(VENVS)/$*
 
 # The embedded MLflow tracking server gets the same pinned requirements as its image.
 $(VENVS)/mlflow-server/.installed: infra/mlflow/requirements.txt
