@@ -36,7 +36,7 @@ lint: ## ruff (lint + format) and mypy in every subtree and in scripts/
 	@echo "== lint scripts"
 	$(VENVS)/integration-tests/bin/ruff check scripts
 	$(VENVS)/integration-tests/bin/ruff format --check scripts
-	$(VENVS)/integration-tests/bin/mypy --ignore-missing-imports --check-untyped-defs scripts
+	$(VENVS)/integration-tests/bin/mypy --ignore-missing-imports --check-untyped-defs --explicit-package-bases scripts
 
 test: setup lint test-services test-integration ## lint, then every suite (what CI runs)
 
