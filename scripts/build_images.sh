@@ -6,6 +6,7 @@
 #   ml-training-service ml-training-service/   version from its pyproject.toml
 #   ml-serving-service  ml-serving-service/
 #   airflow-orchestrator airflow-orchestrator/
+#   prometheus          infra/prometheus       Debian's Prometheus 2.42 (compose profile monitoring)
 #
 # Two paths, picked by IMAGE_BUILD_MODE (auto by default):
 #   registry  the base image (python:3.11-slim, debian:bookworm-slim) is pulled, pip installs
@@ -15,7 +16,7 @@
 #             (scripts/prepare_image_wheelhouse.sh), both cached between runs.
 # auto tries to pull the registry base and falls back to offline when that fails.
 #
-# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow]
+# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow prometheus]
 # Writes build/images.env (NAME_IMAGE=tag lines) for docker-compose.yml and the container tests.
 set -euo pipefail
 
@@ -41,11 +42,11 @@ for arg in "$@"; do
     --offline) MODE=offline ;;
     --registry) MODE=registry ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
-    postgres | mlflow | training | serving | airflow) targets+=("$arg") ;;
+    postgres | mlflow | training | serving | airflow | prometheus) targets+=("$arg") ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
-[ "${#targets[@]}" -gt 0 ] || targets=(postgres mlflow training serving airflow)
+[ "${#targets[@]}" -gt 0 ] || targets=(postgres mlflow training serving airflow prometheus)
 
 mkdir -p "$BUILD_DIR/logs"
 # One build at a time: the wheelhouse links and tags are shared state.
@@ -121,6 +122,7 @@ total_start=$SECONDS
 for target in "${targets[@]}"; do
   case "$target" in
     postgres) build_one postgres postgres infra/postgres 15 debian no ;;
+    prometheus) build_one prometheus prometheus infra/prometheus 2.42 debian no ;;
     mlflow)
       build_one mlflow mlflow infra/mlflow "$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)" python yes ;;
     training)
@@ -140,6 +142,7 @@ done
 {
   echo "# written by scripts/build_images.sh ($MODE build)"
   echo "POSTGRES_IMAGE=$PREFIX/postgres:15"
+  echo "PROMETHEUS_IMAGE=$PREFIX/prometheus:2.42"
   echo "MLFLOW_IMAGE=$PREFIX/mlflow:$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)"
   echo "TRAINING_IMAGE=$PREFIX/ml-training-service:$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")"
   echo "SERVING_IMAGE=$PREFIX/ml-serving-service:$(pyproject_version "$ROOT/ml-serving-service/pyproject.toml")"
