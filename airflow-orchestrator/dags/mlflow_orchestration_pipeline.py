@@ -20,6 +20,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from orchestration import registry
 from orchestration.alerts import PipelineAlertNotifier
+from orchestration.findings import QUALITY_GATE_FAILED, CheckFailed, Finding
 from orchestration.quality_gates import holdout_accuracy, missing_outputs
 from orchestration.service_http import (
     SERVING_CONN_ID,
@@ -157,7 +158,14 @@ def mlflow_orchestration_pipeline() -> None:
         if accuracy is not None and accuracy < min_accuracy:
             failures.append(f"held-out accuracy {accuracy:.4f} < min_accuracy {min_accuracy}")
         if failures:
-            raise AirflowFailException("pipeline validation failed: " + "; ".join(failures))
+            details = {
+                "version": model_version.get("version"),
+                "accuracy": accuracy,
+                "min_accuracy": min_accuracy,
+                "n_samples": inference.get("n_samples"),
+            }
+            finding = Finding(QUALITY_GATE_FAILED, "; ".join(failures), details)
+            raise CheckFailed("pipeline validation failed", [finding])
         summary = {
             "dataset_id": dataset["dataset_id"],
             "job_id": job["job_id"],

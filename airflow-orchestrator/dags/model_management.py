@@ -12,13 +12,17 @@ Daily care of the registered model `image-classifier` (param `model_name`):
 5. `cleanup_old_versions`: deletes versions older than `retention_days` that carry no alias.
 6. `monitor_serving_service`: reads the serving service's `/v1/model` and `/metrics`: version
    served vs the production alias, 5xx error rate and p99 latency (rates only once the service
-   has seen `min_requests` requests).
+   has seen `min_requests` requests); and `/v1/model`'s `live` section: the production
+   version's live accuracy >= `min_live_accuracy` (once it has `min_feedback` outcomes) and the
+   input drift score <= `max_input_drift`. A live check that cannot be judged is not applied.
 
 7. `fail_run_if_a_check_failed`: runs only when a task above failed (`trigger_rule=one_failed`)
    and fails, so the run shows red even though cleanup and monitoring ran; otherwise skipped.
 
 Alerts: every task's `on_failure_callback` is `PipelineAlertNotifier`, which logs the failure
-and posts it as JSON to the `alert_webhook` connection when that connection exists.
+and posts it as JSON to the `alert_webhook` connection when that connection exists, with a
+`kind` (`quality_gate_failed`, `serving_unhealthy`, `live_accuracy_drop`, `input_drift`,
+`task_failed`) and the numbers behind it in `details`.
 Cleanup and monitoring run even when promotion did not (`trigger_rule=all_done`).
 """
 
@@ -31,9 +35,11 @@ from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from orchestration import registry
 from orchestration.alerts import PipelineAlertNotifier
+from orchestration.findings import QUALITY_GATE_FAILED, CheckFailed, Finding
+from orchestration.live_quality import describe, evaluate_live_quality
 from orchestration.quality_gates import decide_promotion, versions_to_clean
 from orchestration.service_http import SERVING_CONN_ID, call_service
-from orchestration.serving_health import evaluate_serving_health
+from orchestration.serving_health import evaluate_serving_health, unhealthy_finding
 from orchestration.task_defaults import default_task_args
 
 
@@ -68,6 +74,9 @@ def _version(registry_state: dict[str, Any], alias: str) -> dict[str, Any] | Non
         "max_error_rate": Param(0.05, type="number", minimum=0, maximum=1),
         "max_p99_latency_seconds": Param(2.5, type="number", exclusiveMinimum=0),
         "min_requests": Param(100, type="integer", minimum=0),
+        "min_live_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
+        "min_feedback": Param(20, type="integer", minimum=1),
+        "max_input_drift": Param(0.5, type="number", exclusiveMinimum=0),
     },
 )
 def model_management() -> None:
@@ -87,15 +96,26 @@ def model_management() -> None:
     def validate_staging_version(registry_state: dict[str, Any]) -> dict[str, Any]:
         """Quality gate on the staging version; raises when the candidate is not good enough."""
         params = _params()
+        candidate = _version(registry_state, registry.STAGING_ALIAS)
+        production = _version(registry_state, registry.PRODUCTION_ALIAS)
         decision = decide_promotion(
-            _version(registry_state, registry.STAGING_ALIAS),
-            _version(registry_state, registry.PRODUCTION_ALIAS),
+            candidate,
+            production,
             min_accuracy=params["min_accuracy"],
             max_regression=params["max_regression"],
         )
         print(f"promotion decision: {decision}")
         if decision.rejected:
-            raise AirflowFailException("staging version rejected: " + "; ".join(decision.reasons))
+            details = {
+                "version": decision.candidate,
+                "accuracy": (candidate or {}).get("test_accuracy"),
+                "min_accuracy": params["min_accuracy"],
+                "production_version": decision.production,
+                "production_accuracy": (production or {}).get("test_accuracy"),
+                "max_regression": params["max_regression"],
+            }
+            finding = Finding(QUALITY_GATE_FAILED, "; ".join(decision.reasons), details)
+            raise CheckFailed("staging version rejected", [finding])
         return decision.to_dict()
 
     @task
@@ -146,11 +166,12 @@ def model_management() -> None:
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def monitor_serving_service() -> dict[str, Any]:
-        """Served version == production alias, 5xx rate and p99 latency under their limits."""
+        """Version served, 5xx rate, p99 latency, live accuracy and input drift within limits."""
         params = _params()
         expected = registry.get_aliases(params["model_name"]).get(registry.PRODUCTION_ALIAS)
+        model_info = call_service(SERVING_CONN_ID, "GET", "/v1/model")
         health = evaluate_serving_health(
-            call_service(SERVING_CONN_ID, "GET", "/v1/model"),
+            model_info,
             call_service(SERVING_CONN_ID, "GET", "/metrics", raw=True),
             expected_version=expected,
             max_error_rate=params["max_error_rate"],
@@ -158,9 +179,25 @@ def model_management() -> None:
             min_requests=params["min_requests"],
         )
         print(f"serving health: {health}")
-        if health["failures"]:
-            raise AirflowFailException("serving checks failed: " + "; ".join(health["failures"]))
-        return health
+        unhealthy = unhealthy_finding(
+            health,
+            max_error_rate=params["max_error_rate"],
+            max_p99_latency_seconds=params["max_p99_latency_seconds"],
+            min_requests=params["min_requests"],
+        )
+        live, live_findings = evaluate_live_quality(
+            model_info,
+            version=expected or health["served_version"],
+            min_live_accuracy=params["min_live_accuracy"],
+            min_feedback=params["min_feedback"],
+            max_input_drift=params["max_input_drift"],
+        )
+        for line in describe(live):
+            print(line)
+        findings = ([unhealthy] if unhealthy else []) + live_findings
+        if findings:
+            raise CheckFailed("serving checks failed", findings)
+        return {**health, "live": live}
 
     # The failed task has already alerted with its own error: this one only sets the run state.
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=[])

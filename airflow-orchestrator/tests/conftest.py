@@ -162,7 +162,8 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
     """Run one DAG with dag.test() against the stubs; retries and polls shortened for speed.
 
     After the run, every exchange with the stubs is checked against the providers' OpenAPI
-    documents (``tests/consumer_expectations.py``); a violation fails the test.
+    documents (``tests/consumer_expectations.py``) and must carry the run's ``X-Request-ID``;
+    a violation fails the test.
     """
     from orchestration.service_http import HTTP_RETRY_ARGS
 
@@ -177,6 +178,7 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
             task.max_retry_delay = timedelta(seconds=2)
             if hasattr(task, "poke_interval"):
                 task.poke_interval = 1
+        first_request = len(stack.world.requests)
         try:
             result = _collect(dag.test(run_conf=conf))
         finally:
@@ -185,6 +187,16 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
         # answered must both match the providers' documents in contracts/.
         problems = exchange_violations(stack.world.requests)
         assert not problems, "contract violations:\n" + "\n".join(problems)
+        # Every call of the run, whatever sent it (HttpOperator, HttpSensor, call_service).
+        expected_id = f"{dag_id}/{result.run_id}"
+        unlabelled = [
+            f"{r['method']} {r['path']} ({r['service']}): {r['headers'].get('x-request-id')!r}"
+            for r in stack.world.requests[first_request:]
+            if r["headers"].get("x-request-id") != expected_id
+        ]
+        assert not unlabelled, f"calls without X-Request-ID {expected_id}:\n" + "\n".join(
+            unlabelled
+        )
         return result
 
     return run

@@ -101,8 +101,20 @@ EXPECTATIONS = (
         "GET",
         "/v1/model",
         200,
-        ("version", "registry"),
-        "serving_health.evaluate_serving_health",
+        (
+            "version",
+            "registry",
+            # announced in issue #9 (tests/announced_contracts.py until contracts/ has it)
+            "live.window",
+            "live.accuracy{}.feedback",
+            "live.accuracy{}.correct",
+            "live.accuracy{}.accuracy",
+            "live.drift.version",
+            "live.drift.instances",
+            "live.drift.score",
+            "live.drift.reference",
+        ),
+        "serving_health.evaluate_serving_health, live_quality.evaluate_live_quality",
     ),
     Expectation("serving", "GET", "/metrics", 200, (), "serving_health (Prometheus text)"),
     Expectation(

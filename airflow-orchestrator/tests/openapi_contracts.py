@@ -6,6 +6,10 @@ questions a consumer contract test asks: does this path and method exist, does t
 (query, headers, security, JSON body) satisfy the operation, does this response match the
 documented schema for its status, and does the schema hold every field the DAG code reads.
 Schemas are checked with ``openapi-schema-validator`` (OpenAPI 3.1 = JSON Schema 2020-12).
+
+``contract(service)`` is the vendored document plus the parts a provider has announced but not
+shipped yet (``tests/announced_contracts.py``); each announced part applies only while the
+vendored document lacks it, so a refreshed document takes over by itself.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from openapi_schema_validator import OAS31Validator
+
+from tests.announced_contracts import with_announced_changes
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "contracts"
 # stub service name (tests/stubs) -> the provider's document in contracts/
@@ -41,8 +47,8 @@ def _read(filename: str) -> dict[str, Any]:
 
 @cache
 def contract(service: str) -> Contract:
-    """The committed contract of one provider (cached: the files do not change in a run)."""
-    return Contract(load_document(service))
+    """One provider's contract: its vendored document, completed by its announced changes."""
+    return Contract(with_announced_changes(service, load_document(service)))
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,11 @@ class Contract:
     def missing_fields(
         self, method: str, template: str, status: int, fields: tuple[str, ...]
     ) -> list[str]:
-        """Fields (``a.b``, ``items[].key``) the consumer reads that the response cannot hold."""
+        """Fields the consumer reads that the response cannot hold.
+
+        ``a.b`` is a property of a property, ``items[].key`` a property of each list item and
+        ``by_version{}.key`` a property of each value of a map (``additionalProperties``).
+        """
         operation = self.operation(method, template)
         where = f"{method} {template} ({self.title})"
         if operation is None:
@@ -220,14 +230,16 @@ class Contract:
             if any(self._has_field(branch, parts) for branch in schema.get(combinator, [])):
                 return True
         head, rest = parts[0], parts[1:]
-        name, many = (head[:-2], True) if head.endswith("[]") else (head, False)
-        child = schema.get("properties", {}).get(name)
+        name, container = (head[:-2], head[-2:]) if head[-2:] in ("[]", "{}") else (head, "")
+        child: dict[str, Any] | None = schema.get("properties", {}).get(name)
         if child is None:
             return False
-        if many:
+        if container == "[]":
             child = self._array_items(child)
-            if child is None:
-                return False
+        elif container == "{}":
+            child = self._map_values(child)
+        if child is None:
+            return False
         return self._has_field(child, rest)
 
     def _array_items(self, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -238,6 +250,17 @@ class Contract:
             items = self._array_items(branch)
             if items is not None:
                 return items
+        return None
+
+    def _map_values(self, schema: dict[str, Any]) -> dict[str, Any] | None:
+        schema = self.resolve(schema)
+        values = schema.get("additionalProperties")
+        if isinstance(values, dict):
+            return values
+        for branch in schema.get("anyOf", []) + schema.get("oneOf", []):
+            values = self._map_values(branch)
+            if values is not None:
+                return values
         return None
 
 

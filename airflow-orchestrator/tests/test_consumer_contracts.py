@@ -13,14 +13,57 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from tests.announced_contracts import pending_changes, with_announced_changes
 from tests.consumer_expectations import EXPECTATIONS, MLFLOW, Expectation, exchange_violations
 from tests.openapi_contracts import DOCUMENTS, Contract, contract, load_document
-from tests.stubs.world import TOKEN
+from tests.stubs.serving_app import live_section
+from tests.stubs.world import TOKEN, World
 
 
 @pytest.mark.parametrize("service", sorted(DOCUMENTS))
 def test_vendored_documents_are_valid_openapi(service: str) -> None:
     validate(load_document(service))
+    validate(contract(service).document)  # with the announced changes it still lacks
+
+
+def test_announced_changes_still_pending() -> None:
+    """Lists what the vendored documents lack; an empty list means announced_contracts.py can go.
+
+    Update this list when a refreshed document ships an announced change.
+    """
+    pending = [change for s in sorted(DOCUMENTS) for change in pending_changes(s, load_document(s))]
+    assert pending == ["ml-serving-service GET /v1/model: live section (issue #9)"], (
+        "the vendored documents changed: drop what they now ship from announced_contracts.py"
+    )
+
+
+def test_announced_live_section_holds_the_fields_the_monitor_reads() -> None:
+    provider = Contract(with_announced_changes("serving", load_document("serving")))
+    [expectation] = [e for e in EXPECTATIONS if e.key == ("serving", "GET", "/v1/model")]
+    assert any(f.startswith("live.") for f in expectation.reads)
+    assert provider.missing_fields("GET", "/v1/model", 200, expectation.reads) == []
+    # A provider that renames a field the monitor reads is reported.
+    del provider.document["components"]["schemas"]["AnnouncedInputDrift"]["properties"]["score"]
+    assert provider.missing_fields("GET", "/v1/model", 200, ("live.drift.score",)) == [
+        "GET /v1/model (ml-serving-service): response field 'live.drift.score' is not in the "
+        "200 schema"
+    ]
+
+
+def test_stub_live_section_matches_the_announced_schema() -> None:
+    world = World(serving_version="3")
+    world.set_live_accuracy("3", feedback=4, correct=3)
+    world.set_live_accuracy("2", feedback=0, correct=0)
+    world.set_input_drift(None, instances=0)
+    live = live_section(world)
+    assert live is not None
+    schema = {"$ref": "#/components/schemas/AnnouncedLiveSection"}
+    provider = contract("serving")
+    assert provider.schema_errors(schema, live) == []
+    live["drift"]["score"] = "high"
+    assert provider.schema_errors(schema, live) == [
+        "drift/score: 'high' is not valid under any of the given schemas"
+    ]
 
 
 @pytest.mark.parametrize("expectation", EXPECTATIONS, ids=lambda e: f"{e.method} {e.path}")

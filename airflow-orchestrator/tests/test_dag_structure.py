@@ -8,7 +8,11 @@ import pytest
 from airflow.providers.http.operators.http import HttpOperator
 from airflow.providers.http.sensors.http import HttpSensor
 from orchestration.alerts import PipelineAlertNotifier
-from orchestration.service_http import HTTP_RETRY_ARGS, check_service_response
+from orchestration.service_http import (
+    HTTP_RETRY_ARGS,
+    REQUEST_ID_TEMPLATE,
+    check_service_response,
+)
 
 # task id -> ids of its direct upstream tasks
 EXPECTED_GRAPHS: dict[str, dict[str, set[str]]] = {
@@ -78,6 +82,9 @@ EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_error_rate": 0.05,
         "max_p99_latency_seconds": 2.5,
         "min_requests": 100,
+        "min_live_accuracy": 0.8,
+        "min_feedback": 20,
+        "max_input_drift": 0.5,
     },
     "simple_image_classifier": {"epochs": 5, "n_images": 3},
 }
@@ -123,6 +130,8 @@ def test_http_tasks_have_timeouts_backoff_and_a_detail_raising_check(
 ) -> None:
     for task in dagbag.dags[dag_id].tasks:
         assert task.retry_exponential_backoff or task.retries <= 1 or dag_id == "hello_world"
+        if isinstance(task, (HttpOperator, HttpSensor)):
+            assert task.headers["X-Request-ID"] == REQUEST_ID_TEMPLATE
         if isinstance(task, HttpOperator):
             assert task.retry_args is HTTP_RETRY_ARGS
             assert task.response_check is check_service_response

@@ -35,12 +35,24 @@ def test_better_staging_version_is_promoted_served_and_old_versions_cleaned(
     health = result.xcom("monitor_serving_service")
     assert health["served_version"] == staging
     assert health["rate_checks_applied"] is False  # a fresh service with no traffic passes
+    # The new version has no feedback and no traffic yet: neither live check can judge it.
+    assert health["live"]["accuracy"]["applied"] is False
+    assert health["live"]["accuracy"]["note"] == f"no feedback recorded for v{staging} yet"
+    assert health["live"]["drift"] == {
+        "threshold": 0.5,
+        "version": staging,
+        "score": None,
+        "instances": 0,
+        "reference": True,
+        "applied": False,
+        "note": f"no instances seen by v{staging} yet",
+    }
     assert world.alerts == []
 
 
 def test_candidate_below_threshold_is_not_promoted_and_alerts(run_dag: Any, world: World) -> None:
     production = world.register_version(0.93, aliases=("production",))
-    world.register_version(0.75, aliases=("staging",))
+    candidate = world.register_version(0.75, aliases=("staging",))
     _serve(world, production)
 
     result = run_dag(DAG_ID)
@@ -53,9 +65,31 @@ def test_candidate_below_threshold_is_not_promoted_and_alerts(run_dag: Any, worl
     # Housekeeping and monitoring still ran.
     assert result.task_states["cleanup_old_versions"] == "success"
     assert result.task_states["monitor_serving_service"] == "success"
-    [alert] = world.alerts
-    assert alert["dag_id"] == DAG_ID and alert["task_id"] == "validate_staging_version"
-    assert "accuracy 0.7500 <= min_accuracy 0.8" in alert["error"]
+    assert world.alerts == [
+        {
+            "source": "airflow-orchestrator",
+            "severity": "error",
+            "kind": "quality_gate_failed",
+            "dag_id": DAG_ID,
+            "run_id": result.run_id,
+            "task_id": "validate_staging_version",
+            "try_number": 1,
+            "error": (
+                f"staging version rejected: staging v{candidate} accuracy 0.7500 "
+                f"<= min_accuracy 0.8; staging v{candidate} accuracy 0.7500 regresses more "
+                f"than 0.02 below production v{production} (0.9300)"
+            ),
+            "details": {
+                "version": candidate,
+                "accuracy": 0.75,
+                "min_accuracy": 0.8,
+                "production_version": production,
+                "production_accuracy": 0.93,
+                "max_regression": 0.02,
+            },
+        }
+    ]
+    assert world.alert_request_ids == [f"{DAG_ID}/{result.run_id}"]
 
 
 def test_regression_beyond_max_regression_is_refused(run_dag: Any, world: World) -> None:
@@ -100,3 +134,101 @@ def test_monitor_alerts_on_error_rate_and_wrong_served_version(run_dag: Any, wor
         in errors["monitor_serving_service"]
     )
     assert "error rate 30.00% over 100 requests" in errors["monitor_serving_service"]
+    kinds = {alert["task_id"]: (alert["kind"], alert["details"]) for alert in world.alerts}
+    assert kinds["reload_serving_model"] == ("task_failed", {"exception_type": "AirflowException"})
+    assert kinds["monitor_serving_service"] == (
+        "serving_unhealthy",
+        {
+            "served_version": "0",
+            "expected_version": version,
+            "requests": 100,
+            "errors_5xx": 30,
+            "error_rate": 0.3,
+            "p99_latency_seconds": 0.01,
+            "max_error_rate": 0.05,
+            "max_p99_latency_seconds": 2.5,
+            "min_requests": 100,
+        },
+    )
+
+
+def test_live_accuracy_below_threshold_alerts_with_the_numbers(run_dag: Any, world: World) -> None:
+    version = world.register_version(0.95, aliases=("staging", "production"))
+    _serve(world, version)
+    world.set_live_accuracy(version, feedback=40, correct=28)  # 0.70 over enough outcomes
+    world.set_live_accuracy("0", feedback=100, correct=10)  # another version: not judged
+    world.set_input_drift(0.05)  # in-distribution traffic
+
+    result = run_dag(DAG_ID, {"min_live_accuracy": 0.75, "min_feedback": 40})
+
+    assert result.state == "failed"
+    assert result.task_states["monitor_serving_service"] == "failed"
+    assert world.alerts == [
+        {
+            "source": "airflow-orchestrator",
+            "severity": "error",
+            "kind": "live_accuracy_drop",
+            "dag_id": DAG_ID,
+            "run_id": result.run_id,
+            "task_id": "monitor_serving_service",
+            "try_number": 1,
+            "error": (
+                f"serving checks failed: live accuracy of v{version} 0.7000 over 40 outcomes "
+                "< min_live_accuracy 0.75"
+            ),
+            "details": {
+                "version": version,
+                "accuracy": 0.7,
+                "threshold": 0.75,
+                "feedback": 40,
+                "correct": 28,
+                "min_feedback": 40,
+                "window": 1000,
+            },
+        }
+    ]
+
+
+def test_input_drift_alerts_while_too_few_outcomes_leave_accuracy_unjudged(
+    run_dag: Any, world: World
+) -> None:
+    version = world.register_version(0.95, aliases=("staging", "production"))
+    _serve(world, version)
+    world.set_live_accuracy(version, feedback=19, correct=0)  # below the default min_feedback 20
+    world.set_input_drift(1.4, instances=300)  # e.g. inverted images
+
+    result = run_dag(DAG_ID)
+
+    assert result.task_states["monitor_serving_service"] == "failed"
+    [alert] = world.alerts
+    assert (alert["kind"], alert["task_id"]) == ("input_drift", "monitor_serving_service")
+    assert alert["details"] == {
+        "version": version,
+        "score": 1.4,
+        "threshold": 0.5,
+        "instances": 300,
+        "window": 1000,
+    }
+    assert alert["error"] == (
+        f"serving checks failed: input drift score 1.400 of v{version} over 300 instances "
+        "> max_input_drift 0.5"
+    )
+
+
+def test_serving_without_live_section_is_monitored_without_live_checks(
+    run_dag: Any, world: World
+) -> None:
+    version = world.register_version(0.95, aliases=("staging", "production"))
+    _serve(world, version)
+    world.live_window = None  # an older serving service: GET /v1/model has no "live"
+
+    result = run_dag(DAG_ID)
+
+    assert result.state == "success", result.task_states
+    note = "serving reports no live section (an older serving service)"
+    assert result.xcom("monitor_serving_service")["live"] == {
+        "window": None,
+        "accuracy": {"applied": False, "note": note},
+        "drift": {"applied": False, "note": note},
+    }
+    assert world.alerts == []

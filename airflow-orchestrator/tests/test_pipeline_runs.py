@@ -39,6 +39,17 @@ def test_happy_path_trains_scores_and_validates_the_new_version(run_dag: Any, wo
     [samples_call] = [r for r in world.requests if r["path"].endswith("/samples")]
     assert samples_call["query"] == {"split": "test", "limit": "50"}
     assert world.alerts == []
+    # Every sender labels its calls with the run (run_dag checks all calls of every run too).
+    request_id = f"{DAG_ID}/{result.run_id}"
+    by_sender = {
+        "HttpOperator": world.calls("training", "POST", "/v1/train"),
+        "HttpSensor": [r for r in world.requests if r["path"].startswith("/v1/jobs/")],
+        "call_service": world.calls("serving", "POST", "/v1/predict")
+        + [r for r in world.requests if r["service"] == "mlflow"],
+    }
+    for sender, calls in by_sender.items():
+        assert calls, sender
+        assert {c["headers"]["x-request-id"] for c in calls} == {request_id}, sender
 
 
 def test_failed_training_job_fails_fast_with_the_job_error(run_dag: Any, world: World) -> None:
@@ -66,6 +77,13 @@ def test_inference_below_min_accuracy_fails_validation(run_dag: Any, world: Worl
     assert result.task_states["validate_pipeline"] == "failed"
     [alert] = world.alerts
     assert "accuracy 0.5000 < min_accuracy 0.9" in alert["error"]
+    assert alert["kind"] == "quality_gate_failed"
+    assert alert["details"] == {
+        "version": "1",
+        "accuracy": 0.5,
+        "min_accuracy": 0.9,
+        "n_samples": 20,
+    }
 
 
 def test_training_service_5xx_then_recovery_is_retried_without_a_second_job(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
 import pytest
 import requests
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from orchestration.alerts import PipelineAlertNotifier
+from orchestration.findings import CheckFailed, Finding
 from orchestration.service_http import (
     TRAINING_CONN_ID,
     bearer_auth,
@@ -95,8 +97,39 @@ def test_notifier_posts_to_the_webhook_when_configured(stack: Any, world: World)
             "task_id": "t",
             "try_number": 1,
             "error": "boom",
+            "kind": "task_failed",
+            "details": {"exception_type": "ValueError"},
         }
     ]
+    assert world.alert_request_ids == ["d/r"]
+
+
+def test_notifier_posts_one_alert_per_finding_of_a_failed_check(stack: Any, world: World) -> None:
+    error = CheckFailed(
+        "serving checks failed",
+        [
+            Finding("live_accuracy_drop", "live accuracy low", {"accuracy": 0.5}),
+            Finding("input_drift", "inputs drift", {"score": 1.2}),
+        ],
+    )
+    assert error.alert == {"kind": "live_accuracy_drop", "details": {"accuracy": 0.5}}
+    PipelineAlertNotifier()({"ti": _TaskInstance(), "exception": error})
+    assert [(a["kind"], a["details"]) for a in world.alerts] == [
+        ("live_accuracy_drop", {"accuracy": 0.5}),
+        ("input_drift", {"score": 1.2}),
+    ]
+    assert {a["error"] for a in world.alerts} == {
+        "serving checks failed: live accuracy low; inputs drift"
+    }
+
+
+def test_check_failed_fails_without_retry_and_survives_pickling() -> None:
+    error = CheckFailed("gate", [Finding("quality_gate_failed", "too low", {"accuracy": 0.7})])
+    assert isinstance(error, AirflowFailException)
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == "gate: too low" and copy.findings == error.findings
+    with pytest.raises(ValueError, match="at least one finding"):
+        CheckFailed("gate", [])
 
 
 def test_notifier_only_logs_without_a_webhook(
@@ -105,4 +138,4 @@ def test_notifier_only_logs_without_a_webhook(
     monkeypatch.delitem(os.environ, "AIRFLOW_CONN_ALERT_WEBHOOK")
     PipelineAlertNotifier()({"ti": _TaskInstance(), "exception": ValueError("boom")})
     assert world.alerts == []
-    assert "ALERT d.t failed: boom" in caplog.text
+    assert "ALERT task_failed d.t failed: boom" in caplog.text

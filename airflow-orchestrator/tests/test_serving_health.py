@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestration.serving_health import (
     evaluate_serving_health,
     latency_quantile,
     parse_prometheus_text,
     request_counts,
+    unhealthy_finding,
 )
 
 METRICS = """
@@ -79,3 +82,28 @@ def test_fresh_service_with_few_requests_is_not_judged_on_rates() -> None:
         min_requests=1000,
     )
     assert health["failures"] == [] and health["rate_checks_applied"] is False
+
+
+def test_failed_checks_become_one_serving_unhealthy_finding_with_the_limits() -> None:
+    limits: dict[str, Any] = {
+        "max_error_rate": 0.01,
+        "max_p99_latency_seconds": 5.0,
+        "min_requests": 20,
+    }
+    health = evaluate_serving_health(MODEL, METRICS, expected_version="7", **limits)
+    finding = unhealthy_finding(health, **limits)
+    assert finding is not None and finding.kind == "serving_unhealthy"
+    assert finding.message == "error rate 5.00% over 100 requests > 1.00%"
+    assert finding.details == {
+        "served_version": "7",
+        "expected_version": "7",
+        "requests": 100,
+        "errors_5xx": 5,
+        "error_rate": 0.05,
+        "p99_latency_seconds": 2.5,
+        **limits,
+    }
+    healthy = evaluate_serving_health(
+        MODEL, METRICS, expected_version="7", **limits | {"max_error_rate": 0.1}
+    )
+    assert unhealthy_finding(healthy, **limits) is None

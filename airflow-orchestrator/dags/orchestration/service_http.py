@@ -9,6 +9,9 @@ URLs or tokens written in DAG code. Two layers of retry protect each call:
 
 A 4xx other than 408/429 means the request itself is wrong, so it fails the task at once
 (``AirflowFailException``) instead of burning retries; the service's ``detail`` is in the message.
+
+Every request carries ``X-Request-ID: <dag_id>/<run_id>``: the services log it with each line
+they write while handling the request, so one DAG run can be followed across all of them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from urllib.parse import urlencode
 import tenacity
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.providers.http.operators.http import HttpOperator
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from requests import PreparedRequest, Response
 from requests.auth import AuthBase
@@ -78,6 +81,29 @@ HTTP_RETRY_ARGS: dict[str, Any] = {
 # extra_options for HttpOperator/HttpSensor: our response checks own the status handling.
 HTTP_EXTRA_OPTIONS: dict[str, Any] = {"timeout": REQUEST_TIMEOUT, "check_response": False}
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# The same id for HttpOperator/HttpSensor (a template field rendered per run) and call_service.
+REQUEST_ID_TEMPLATE = "{{ dag.dag_id }}/{{ run_id }}"
+
+
+def request_id(dag_id: str, run_id: str) -> str:
+    """The request id of every call a DAG run makes: ``<dag_id>/<run_id>``."""
+    return f"{dag_id}/{run_id}"
+
+
+def current_request_id() -> str | None:
+    """The running task's request id; None outside a task (e.g. a helper called from a shell)."""
+    try:
+        context = get_current_context()
+    except RuntimeError:
+        return None
+    return request_id(context["dag"].dag_id, context["run_id"])
+
+
+def request_id_headers() -> dict[str, str]:
+    rid = current_request_id()
+    return {REQUEST_ID_HEADER: rid} if rid else {}
 
 
 def error_detail(response: Response) -> str:
@@ -173,7 +199,7 @@ def call_service(
         HTTP_RETRY_ARGS,
         endpoint,
         data,
-        {**JSON_HEADERS, **(headers or {})},
+        {**JSON_HEADERS, **request_id_headers(), **(headers or {})},
         HTTP_EXTRA_OPTIONS,
         **request_kwargs,
     )
@@ -196,7 +222,7 @@ def service_operator(
     """HttpOperator with this project's timeouts, in-task retries, Bearer auth and checks.
 
     ``data`` is a JSON string, usually a Jinja template ending in ``| tojson``; the decoded
-    response body goes to XCom.
+    response body goes to XCom. ``X-Request-ID`` is rendered from the run like ``call_service``'s.
     """
     return HttpOperator(
         task_id=task_id,
@@ -204,7 +230,7 @@ def service_operator(
         endpoint=endpoint,
         method=method,
         data=data,
-        headers={**JSON_HEADERS, **(headers or {})},
+        headers={**JSON_HEADERS, REQUEST_ID_HEADER: REQUEST_ID_TEMPLATE, **(headers or {})},
         auth_type=bearer_auth(conn_id),
         extra_options=HTTP_EXTRA_OPTIONS,
         retry_args=HTTP_RETRY_ARGS,

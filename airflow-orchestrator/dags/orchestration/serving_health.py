@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from orchestration.findings import SERVING_UNHEALTHY, Finding
+
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 # Routes that are the service looking after itself, not user traffic.
@@ -109,3 +111,22 @@ def evaluate_serving_health(
         "rate_checks_applied": rates_checked,
         "failures": failures,
     }
+
+
+# Observations of a health report that a serving_unhealthy alert carries, next to the limits.
+_ALERT_DETAILS = (
+    "served_version",
+    "expected_version",
+    "requests",
+    "errors_5xx",
+    "error_rate",
+    "p99_latency_seconds",
+)
+
+
+def unhealthy_finding(health: dict[str, Any], **limits: float) -> Finding | None:
+    """The ``serving_unhealthy`` finding of a health report; None when every check passed."""
+    if not health["failures"]:
+        return None
+    details = {key: health[key] for key in _ALERT_DETAILS} | limits
+    return Finding(SERVING_UNHEALTHY, "; ".join(health["failures"]), details)

@@ -18,6 +18,9 @@ from requests import Response
 
 from orchestration.service_http import (
     HTTP_EXTRA_OPTIONS,
+    JSON_HEADERS,
+    REQUEST_ID_HEADER,
+    REQUEST_ID_TEMPLATE,
     RETRYABLE_STATUS,
     TRAINING_CONN_ID,
     check_service_response,
@@ -68,6 +71,7 @@ def wait_for_training_job(task_id: str, submit_task_id: str) -> HttpSensor:
         task_id=task_id,
         http_conn_id=TRAINING_CONN_ID,
         endpoint=f"/v1/jobs/{{{{ ti.xcom_pull(task_ids='{submit_task_id}')['job_id'] }}}}",
+        headers={"Accept": JSON_HEADERS["Accept"], REQUEST_ID_HEADER: REQUEST_ID_TEMPLATE},
         extra_options=HTTP_EXTRA_OPTIONS,
         response_check=job_finished,
         # Poke, not reschedule: on a busy 2-core host Airflow 3.3's scheduler can see a

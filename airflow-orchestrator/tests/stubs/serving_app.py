@@ -1,4 +1,4 @@
-"""Stub of ml-serving-service: predict by version, model info, reload, Prometheus metrics."""
+"""Stub of ml-serving-service: predict by version, model info (with live stats), reload, metrics."""
 
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def create_serving_app(world: World) -> FastAPI:
             "registry": "reachable",
             "last_error": None,
             "refused_versions": {},
+            **({"live": live} if (live := live_section(world)) else {}),
         }
 
     @app.post("/v1/model/reload")
@@ -80,6 +81,29 @@ def create_serving_app(world: World) -> FastAPI:
         return render_metrics(world)
 
     return app
+
+
+def live_section(world: World) -> dict[str, Any] | None:
+    """The ``live`` section: feedback outcomes per version, input drift of the served version."""
+    if world.live_window is None or world.serving_version is None:
+        return None
+    return {
+        "window": world.live_window,
+        "accuracy": {
+            version: {
+                "feedback": feedback,
+                "correct": correct,
+                "accuracy": correct / feedback if feedback else None,
+            }
+            for version, (feedback, correct) in world.live_outcomes.items()
+        },
+        "drift": {
+            "version": world.serving_version,
+            "instances": world.drift_instances,
+            "score": world.drift_score,
+            "reference": world.drift_reference,
+        },
+    }
 
 
 def render_metrics(world: World) -> str:

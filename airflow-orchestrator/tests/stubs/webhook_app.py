@@ -1,4 +1,4 @@
-"""Stub alert receiver: stores each JSON alert the notifier posts."""
+"""Stub alert receiver: stores each JSON alert the notifier posts, and its X-Request-ID."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def create_webhook_app(world: World) -> FastAPI:
     @app.post("/alerts")
     async def receive(request: Request) -> dict[str, str]:
         world.alerts.append(await request.json())
+        world.alert_request_ids.append(request.headers.get("x-request-id"))
         return {"status": "received"}
 
     return app

@@ -35,6 +35,12 @@ class World:
     # serving behaviour: share of correct predictions, per model version
     version_quality: dict[str, float] = field(default_factory=dict)
     serving_version: str | None = None
+    # serving's live section of GET /v1/model; live_window None = an older service without it
+    live_window: int | None = 1000
+    live_outcomes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (feedback, correct)
+    drift_score: float | None = None
+    drift_instances: int = 0
+    drift_reference: bool = True
     # registry
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -46,6 +52,7 @@ class World:
     serving_traffic: list[tuple[str, str, int, float]] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    alert_request_ids: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -74,6 +81,13 @@ class World:
         for alias in aliases:
             self.aliases[alias] = version
         return version
+
+    def set_live_accuracy(self, version: str, *, feedback: int, correct: int) -> None:
+        """Outcomes the serving service has collected for ``version`` through POST /v1/feedback."""
+        self.live_outcomes[version] = (feedback, correct)
+
+    def set_input_drift(self, score: float | None, *, instances: int = 500) -> None:
+        self.drift_score, self.drift_instances = score, instances
 
     def calls(self, service: str, method: str, path: str) -> list[dict[str, Any]]:
         return [
