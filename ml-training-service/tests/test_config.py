@@ -13,13 +13,21 @@ from training_service.config import Settings
 
 
 def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MODEL_NAME", "EXPERIMENT", "MAX_CONCURRENT_JOBS", "MAX_QUEUED_JOBS", "PORT"):
+    for name in (
+        "MODEL_NAME",
+        "EXPERIMENT",
+        "MAX_CONCURRENT_JOBS",
+        "MAX_QUEUED_JOBS",
+        "PORT",
+        "LOG_FORMAT",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(api_token="t")
     assert settings.model_name == "image-classifier"
     assert settings.experiment == "image-classification"
     assert settings.max_concurrent_jobs == 1 and settings.max_queued_jobs == 8
     assert settings.port == 5002 and settings.environment == "production"
+    assert settings.log_format == "json"
 
 
 def test_token_required_outside_local(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,15 +38,25 @@ def test_token_required_outside_local(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(environment="local").api_token is None
 
 
-def test_service_refuses_to_start_without_token() -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "ENVIRONMENT": "production"}
-    result = subprocess.run(
+def start_with(**env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m training_service` with only these variables (besides PATH and PYTHONPATH)."""
+    return subprocess.run(
         [sys.executable, "-m", "training_service"],
-        env=env,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_service_refuses_to_start_without_token() -> None:
+    result = start_with(ENVIRONMENT="production")
     assert result.returncode == 2
     assert "API_TOKEN is not set" in result.stderr
     assert "ENVIRONMENT=local" in result.stderr
+
+
+def test_service_refuses_an_unknown_log_format() -> None:
+    result = start_with(ENVIRONMENT="local", LOG_FORMAT="xml")
+    assert result.returncode == 2
+    assert "LOG_FORMAT: Input should be 'json' or 'text'" in result.stderr

@@ -6,6 +6,7 @@ cover the job bookkeeping alone; the API tests run the real pipeline in worker p
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from training_service.jobs import (
     QueueFullError,
     TrainingDefaults,
 )
+from training_service.logs import request_id_var
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 from training_service.worker import InlineJobExecutor
 
@@ -224,4 +226,72 @@ def test_restart_fails_running_jobs_and_requeues_queued_ones(
     assert rerun.status is JobStatus.SUCCEEDED
     revived.stop()
     pipeline.gate.set()  # let the "crashed" runner's thread end
+    runner.stop()
+
+
+def test_store_migrates_an_old_table_in_place(tmp_path: Path) -> None:
+    """A 0.1.0 database (no request_id column) opens with its rows intact, ids null."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        """CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY, status TEXT NOT NULL, params TEXT NOT NULL,
+            register INTEGER NOT NULL, dataset_id TEXT NOT NULL, epochs INTEGER NOT NULL,
+            epoch INTEGER NOT NULL, metrics TEXT, run_id TEXT, model_name TEXT,
+            model_version TEXT, error TEXT, idempotency_key TEXT UNIQUE,
+            request_sha256 TEXT, created_at TEXT NOT NULL, started_at TEXT,
+            finished_at TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0)"""
+    )
+    db.execute(
+        "INSERT INTO jobs VALUES ('job-old', 'succeeded', '{\"epochs\": 3}', 1, 'ds-1', 3, 3,"
+        " '{\"test_accuracy\": 0.98}', 'run-9', 'm', '4', NULL, 'key-1', 'abc',"
+        " '2026-11-01T00:00:00+00:00', NULL, NULL, 0)"
+    )
+    db.commit()
+    db.close()
+
+    store = JobStore(path)
+    old = store.get("job-old")
+    assert old.request_id is None
+    assert (old.status, old.model_version, old.metrics) == (
+        JobStatus.SUCCEEDED,
+        "4",
+        {"test_accuracy": 0.98},
+    )
+    assert store.by_idempotency_key("key-1") == old
+    store.insert(Job("job-new", JobStatus.QUEUED, {}, False, "ds-1", 1, request_id="req-1"))
+    assert store.get("job-new").request_id == "req-1"
+    assert store.request_id_of("job-new") == "req-1"
+    # Opening it again (a worker process does) neither fails nor changes anything.
+    again = JobStore(path)
+    assert [j.job_id for j in again.list_jobs()] == ["job-new", "job-old"]
+    assert again.get("job-old") == old
+
+
+def test_runner_records_the_request_id_and_binds_it_while_the_job_runs(
+    store: JobStore, datasets: DatasetStore
+) -> None:
+    seen: list[str | None] = []
+
+    class RecordingPipeline(StandInPipeline):
+        def __call__(self, dataset: Any, params: TrainingParams, **kwargs: Any) -> FakeOutcome:
+            seen.append(request_id_var.get())
+            return super().__call__(dataset, params, **kwargs)
+
+    pipeline = RecordingPipeline()
+    pipeline.gate.set()
+    runner = make_runner(store, datasets, pipeline)
+    runner.start()
+    job, _ = runner.submit(
+        params=TrainingParams(epochs=1),
+        dataset_id=None,
+        register=False,
+        request_body={"epochs": 1},
+        request_id="req-42",
+    )
+    done = wait_until(lambda: (j := store.get(job.job_id)).status.is_final and j, 30, "job")
+    assert done.status is JobStatus.SUCCEEDED and done.request_id == "req-42"
+    assert seen == ["req-42"]
+    assert pipeline.calls[0]["request_id"] == "req-42"  # the pipeline tags the MLflow run
+    assert request_id_var.get() is None  # bound for the job only
     runner.stop()

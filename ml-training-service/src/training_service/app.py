@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +13,6 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from training_service import SERVICE_NAME, __version__
 from training_service.api.routes import datasets, operations, training
@@ -22,38 +20,15 @@ from training_service.config import Settings, get_settings
 from training_service.data import DatasetStore
 from training_service.data import warm_up as data_warm_up
 from training_service.jobs import JobExecutor, JobRunner, JobStore, TrainingDefaults
-from training_service.metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY, JobStateCollector
+from training_service.metrics import REGISTRY, JobStateCollector
+from training_service.middleware import (
+    REQUEST_ID_HEADER,
+    RequestIdMiddleware,
+    RequestMetricsMiddleware,
+)
 from training_service.worker import InlineJobExecutor, ProcessJobExecutor, WorkerConfig
 
 log = logging.getLogger(__name__)
-
-
-class RequestMetricsMiddleware:
-    """Counts and times every request by route template (not raw path: bounded labels)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status_code = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status_code)).inc()
-            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
 
 
 def _describe_validation_error(exc: RequestValidationError) -> str:
@@ -83,6 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tracking_uri=settings.mlflow_tracking_uri,
             torch_threads=settings.torch_threads,
             service_pid=os.getpid(),
+            log_level=settings.log_level,
+            log_format=settings.log_format,
         )
         executor = ProcessJobExecutor(worker_config, workers=settings.max_concurrent_jobs)
     else:  # training shares this process
@@ -127,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: the id covers the rest
     app.include_router(operations.router)
     app.include_router(datasets.router)
     app.include_router(training.router)
@@ -148,10 +126,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Starlette runs this handler outside every middleware: add the request id by hand.
+        request_id = getattr(request.state, "request_id", None)
+        log.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.url.path,
+            extra={"request_id": request_id},
+        )
         return JSONResponse(
             {"detail": f"internal error ({type(exc).__name__}); see the service log"},
             status_code=500,
+            headers={REQUEST_ID_HEADER: request_id} if request_id else None,
         )
 
     return app

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # "thread": train in the service process (lighter, but slows requests while training).
     job_executor: Literal["process", "thread"] = "process"
     log_level: str = "info"
+    # "json": one JSON object per line (for log shippers); "text": for reading in a terminal.
+    log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:

@@ -69,6 +69,21 @@ class Dataset:
         return self.info.classes
 
 
+def input_stats(images: np.ndarray) -> dict[str, list[float] | int]:
+    """Per-pixel reference statistics of (N, 1, H, W) images in the model's input scale.
+
+    `{"mean": [H*W], "std": [H*W], "count": N}`, pixels flattened row-major, population std.
+    Logged with the model so the serving side can score input drift against the data the
+    model was trained on, without access to the data set itself.
+    """
+    flat = images.reshape(len(images), -1).astype(np.float64)  # float64: exact sums
+    return {
+        "mean": [float(v) for v in flat.mean(axis=0)],
+        "std": [float(v) for v in flat.std(axis=0)],
+        "count": len(images),
+    }
+
+
 @lru_cache(maxsize=1)
 def load_digits_images() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """scikit-learn's bundled 8x8 digits (1,797 images, no download), scaled to 0..1.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from training_service.data import DatasetStore, build_dataset
+from training_service.logs import bound_request_id
 from training_service.metrics import JOB_DURATION, JOBS_FINISHED, LAST_TEST_ACCURACY
 from training_service.params import TrainingParams
 
@@ -64,6 +65,8 @@ class Job:
     started_at: str | None = None
     finished_at: str | None = None
     cancel_requested: bool = False
+    # X-Request-ID of the POST /v1/train that created the job (None for older rows).
+    request_id: str | None = None
 
 
 def now_iso() -> str:
@@ -94,9 +97,11 @@ class JobFinishedError(Exception):
 _COLUMNS = [
     "job_id", "status", "params", "register", "dataset_id", "epochs", "epoch", "metrics",
     "run_id", "model_name", "model_version", "error", "idempotency_key", "request_sha256",
-    "created_at", "started_at", "finished_at", "cancel_requested",
+    "created_at", "started_at", "finished_at", "cancel_requested", "request_id",
 ]  # fmt: skip
 _JSON_COLUMNS = {"params", "metrics"}
+# Columns added after 0.1.0, with their declarations: older databases get them on open.
+_ADDED_COLUMNS = {"request_id": "TEXT"}
 
 
 class JobStore:
@@ -116,8 +121,23 @@ class JobStore:
                 epoch INTEGER NOT NULL, metrics TEXT, run_id TEXT, model_name TEXT,
                 model_version TEXT, error TEXT, idempotency_key TEXT UNIQUE,
                 request_sha256 TEXT, created_at TEXT NOT NULL, started_at TEXT,
-                finished_at TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0)"""
+                finished_at TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
+                request_id TEXT)"""
         )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a table made by an older version up to date, in place, keeping its rows."""
+        existing = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, declaration in _ADDED_COLUMNS.items():
+            if column in existing:
+                continue
+            try:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
+            except sqlite3.OperationalError as exc:
+                # Another process (the service or a worker) added it first.
+                if "duplicate column name" not in str(exc):
+                    raise
 
     @property
     def lock(self) -> threading.RLock:
@@ -176,6 +196,14 @@ class JobStore:
                 "SELECT cancel_requested FROM jobs WHERE job_id = ?", [job_id]
             ).fetchone()
         return bool(row and row[0])
+
+    def request_id_of(self, job_id: str) -> str | None:
+        """The request id a job's log lines carry (None for unknown jobs and older rows)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT request_id FROM jobs WHERE job_id = ?", [job_id]
+            ).fetchone()
+        return None if row is None else row[0]
 
     def by_idempotency_key(self, key: str) -> Job | None:
         with self._lock:
@@ -273,7 +301,11 @@ class JobRunner:
         interrupted = self.store.fail_interrupted()
         for job in interrupted:
             JOBS_FINISHED.labels(JobStatus.FAILED.value).inc()
-            log.warning("job %s was running when the service stopped: marked failed", job.job_id)
+            log.warning(
+                "job %s was running when the service stopped: marked failed",
+                job.job_id,
+                extra={"job_id": job.job_id, "request_id": job.request_id},
+            )
         for job in reversed(self.store.list_jobs(JobStatus.QUEUED, limit=1_000_000)):
             self._queue.put(job.job_id)  # oldest first: jobs queued before a restart still run
         for index in range(self.max_concurrent):
@@ -302,6 +334,7 @@ class JobRunner:
         register: bool,
         request_body: dict[str, Any],
         idempotency_key: str | None = None,
+        request_id: str | None = None,
     ) -> tuple[Job, bool]:
         """Queue a job; returns (job, created). A replayed Idempotency-Key returns the old job.
 
@@ -333,6 +366,7 @@ class JobRunner:
                 model_name=self.model_name if register else None,
                 idempotency_key=idempotency_key,
                 request_sha256=fingerprint,
+                request_id=request_id,
             )
             self.store.insert(job)
         self._queue.put(job.job_id)
@@ -372,7 +406,8 @@ class JobRunner:
             if job_id is None:
                 return
             try:
-                self._run(job_id)
+                with bound_request_id(self.store.request_id_of(job_id)):
+                    self._run(job_id)
             except Exception:  # a bug here must not kill the dispatcher
                 log.exception("job %s: unexpected error in the runner", job_id)
 
@@ -383,7 +418,7 @@ class JobRunner:
                 return
             self.store.update(job_id, status=JobStatus.RUNNING.value, started_at=now_iso())
         started = time.perf_counter()
-        log.info("job %s: started", job_id)
+        log.info("job %s: started", job_id, extra={"job_id": job_id})
         outcome = self.executor.execute(job)
         if self._stopping and outcome.status is JobStatus.CANCELLED:
             # Stopped by a shutdown, not by a user: say so, like a restart would.
@@ -396,4 +431,10 @@ class JobRunner:
         with self.store.lock:
             if self.store.get(job_id).status is JobStatus.RUNNING:
                 self._finish(job_id, outcome)
-        log.info("job %s: %s %s", job_id, outcome.status.value, outcome.error or "")
+        log.info(
+            "job %s: %s %s",
+            job_id,
+            outcome.status.value,
+            outcome.error or "",
+            extra={"job_id": job_id, "status": outcome.status.value},
+        )

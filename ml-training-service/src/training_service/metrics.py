@@ -18,8 +18,8 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_DURATION = Histogram(
     "http_request_duration_seconds",
-    "HTTP request latency by method and route template.",
-    ["method", "route"],
+    "HTTP request latency by method, route template and status code.",
+    ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )

@@ -30,6 +30,7 @@ def run_training_pipeline(
     model_name: str,
     register: bool,
     job_id: str,
+    request_id: str | None = None,
     on_run_started: Callable[[str], None] | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -43,7 +44,10 @@ def run_training_pipeline(
     with tracked_run(experiment, run_name=job_id, run_id=run_id) as run:
         if on_run_started is not None:
             on_run_started(run.run_id)
-        run.log_setup(dataset, params, tags={"job_id": job_id})
+        tags = {"job_id": job_id}
+        if request_id is not None:
+            tags["request_id"] = request_id
+        run.log_setup(dataset, params, tags=tags)
 
         def epoch_done(epoch: EpochResult) -> None:
             run.log_epoch(epoch)

@@ -8,6 +8,8 @@ format, so loading it needs neither this package nor the model class: mlflow.pyf
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,10 +21,11 @@ import torch
 from mlflow import MlflowClient
 from mlflow.data.numpy_dataset import from_numpy
 from mlflow.models import infer_signature
+from mlflow.utils import logging_utils as mlflow_logging_utils
 from PIL import Image
 
 from training_service import __version__
-from training_service.data import Dataset
+from training_service.data import Dataset, input_stats
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 from training_service.plots import confusion_matrix_png, training_curve_png
 from training_service.train import TrainingResult
@@ -34,6 +37,37 @@ STAGING_ALIAS = "staging"
 class RegisteredVersion:
     name: str
     version: str
+
+
+class _PrintsToLog:
+    """Stands in for MLflow's stderr stream: each printed line becomes a log record.
+
+    MLflow `print`s some events ("Created version '3' of model ...") straight to stderr;
+    as records they get the service's format and the job's request id.
+    """
+
+    enabled = True  # MLflow's enable_logging()/disable_logging() toggle this
+
+    def __init__(self) -> None:
+        self._pending = threading.local()  # print() writes the text and "\n" separately
+        self._log = logging.getLogger("mlflow")
+
+    def write(self, text: str) -> int:
+        if self.enabled:
+            *lines, rest = (getattr(self._pending, "text", "") + text).split("\n")
+            self._pending.text = rest
+            for line in lines:
+                if line.strip():
+                    self._log.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def route_mlflow_prints_to_log() -> None:
+    """Send MLflow's printed events through logging (call once per process)."""
+    mlflow_logging_utils.MLFLOW_LOGGING_STREAM = _PrintsToLog()  # type: ignore[assignment]
 
 
 def experiment_id_for(name: str) -> str:
@@ -103,6 +137,9 @@ class TrackedRun:
             _png_image(training_curve_png(result.history)), artifact_file="training_curve.png"
         )
         mlflow.log_text(json.dumps(dataset.classes), "classes.json")
+        # The training split's pixel statistics travel with the model (drift reference).
+        reference = input_stats(dataset.x_train)
+        mlflow.log_dict(reference, "input_stats.json")
         mlflow.log_metric("train_seconds", result.train_seconds)
         # Two rows: a batch of 1 would make torch.export fix the batch dimension to 1.
         example = dataset.x_test[:2].astype(np.float32)
@@ -113,7 +150,7 @@ class TrackedRun:
             name="model",
             input_example=example,
             signature=infer_signature(example, logits),
-            metadata={"classes": dataset.classes},
+            metadata={"classes": dataset.classes, "input_stats": reference},
             registered_model_name=register_as,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
         )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from training_service.data import DatasetNotFoundError, DatasetStore
 from training_service.jobs import Job, JobOutcome, JobStatus, JobStore, TrainingDefaults
+from training_service.logs import LogFormat, bound_request_id, configure_logging
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 
 if TYPE_CHECKING:  # the service process never imports torch or MLflow itself
@@ -46,7 +47,22 @@ def execute_job(
     pipeline: Callable[..., PipelineOutcome] | None = None,
     still_wanted: Callable[[], bool] = lambda: True,
 ) -> JobOutcome:
-    """Run one job's pipeline; progress goes to `store`, the end state is returned."""
+    """Run one job's pipeline; progress goes to `store`, the end state is returned.
+
+    Every line logged meanwhile (MLflow's too) carries the job's request id.
+    """
+    with bound_request_id(job.request_id):
+        return _execute_job(job, store, datasets, defaults, pipeline, still_wanted)
+
+
+def _execute_job(
+    job: Job,
+    store: JobStore,
+    datasets: DatasetStore,
+    defaults: TrainingDefaults,
+    pipeline: Callable[..., PipelineOutcome] | None,
+    still_wanted: Callable[[], bool],
+) -> JobOutcome:
     if pipeline is None:
         from training_service.pipeline import run_training_pipeline
 
@@ -64,9 +80,24 @@ def execute_job(
 
     def on_epoch(epoch: EpochResult) -> None:
         store.update(job.job_id, epoch=epoch.epoch, metrics=epoch_metrics(epoch))
+        log.info(
+            "job %s: epoch %d/%d test_accuracy=%.4f",
+            job.job_id,
+            epoch.epoch,
+            job.epochs,
+            epoch.test_accuracy,
+            extra={"job_id": job.job_id, "epoch": epoch.epoch, **epoch_metrics(epoch)},
+        )
 
+    job_fields = {"job_id": job.job_id}
     try:
         dataset = datasets.load(job.dataset_id)
+        log.info(
+            "job %s: training on dataset %s",
+            job.job_id,
+            job.dataset_id,
+            extra={**job_fields, "dataset_id": job.dataset_id, "pid": os.getpid()},
+        )
         outcome = pipeline(
             dataset,
             TrainingParams(**job.params),
@@ -74,6 +105,7 @@ def execute_job(
             model_name=defaults.model_name,
             register=job.register,
             job_id=job.job_id,
+            request_id=job.request_id,
             on_run_started=lambda run_id: store.update(job.job_id, run_id=run_id),
             on_epoch=on_epoch,
             should_stop=should_stop,
@@ -85,8 +117,15 @@ def execute_job(
             JobStatus.FAILED, error=f"dataset '{job.dataset_id}' no longer exists in DATA_DIR"
         )
     except Exception as exc:  # reported on the job; the service keeps running
-        log.exception("job %s failed", job.job_id)
+        log.exception("job %s failed", job.job_id, extra=job_fields)
         return JobOutcome(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    log.info(
+        "job %s: run %s finished, model version %s",
+        job.job_id,
+        outcome.run_id,
+        outcome.model_version,
+        extra={**job_fields, "run_id": outcome.run_id, "model_version": outcome.model_version},
+    )
     return JobOutcome(
         JobStatus.SUCCEEDED,
         metrics=epoch_metrics(outcome.result.final),
@@ -130,6 +169,9 @@ class InlineJobExecutor:
         if self._tracking_uri is not None:
             import mlflow
 
+            from training_service.registry import route_mlflow_prints_to_log
+
+            route_mlflow_prints_to_log()
             mlflow.set_tracking_uri(self._tracking_uri)
             self._tracking_uri = None
         return execute_job(job, *self._args)
@@ -148,6 +190,8 @@ class WorkerConfig:
     tracking_uri: str
     torch_threads: int
     service_pid: int
+    log_level: str = "info"
+    log_format: LogFormat = "json"
 
 
 # Per-process state of a worker, set once by `_init_worker`.
@@ -155,11 +199,16 @@ _worker: dict[str, object] = {}
 
 
 def _init_worker(config: WorkerConfig) -> None:
+    # A spawned process starts with bare logging: give it the service's format, before
+    # MLflow is imported (it would install a handler of its own).
+    configure_logging(config.log_level, config.log_format)
     import mlflow
     import torch
 
     import training_service.pipeline  # noqa: F401  (warm imports before the first job)
+    from training_service.registry import route_mlflow_prints_to_log
 
+    route_mlflow_prints_to_log()
     torch.set_num_threads(config.torch_threads)
     mlflow.set_tracking_uri(config.tracking_uri)
     _worker["store"] = JobStore(config.db_path)

@@ -26,7 +26,8 @@ def test_metrics_are_prometheus_text(client: httpx.Client) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert 'http_requests_total{method="GET",route="/health",status="200"}' in text
-    assert "http_request_duration_seconds_bucket" in text
+    assert 'http_request_duration_seconds_count{method="GET",route="/health",status="200"}' in text
+    assert 'http_request_duration_seconds_bucket{le="0.001",method="GET",route="/health"' in text
     assert 'training_jobs{status="queued"}' in text
 
 

@@ -1,4 +1,4 @@
-"""Shared request wiring: settings, stores, the job runner and bearer-token auth."""
+"""Shared request wiring: settings, stores, the job runner, request id and bearer-token auth."""
 
 from __future__ import annotations
 
@@ -28,9 +28,16 @@ def get_runner(request: Request) -> JobRunner:
     return runner
 
 
+def get_request_id(request: Request) -> str:
+    """The request's id (its X-Request-ID, or the one the middleware generated)."""
+    request_id: str = request.state.request_id
+    return request_id
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN of the service.")
 

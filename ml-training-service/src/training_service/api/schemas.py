@@ -109,6 +109,10 @@ class JobPublic(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    request_id: str | None = Field(
+        description="X-Request-ID of the POST /v1/train that created the job (also the "
+        "MLflow run's `request_id` tag); null for jobs created before it was recorded."
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -127,6 +131,7 @@ class JobPublic(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            request_id=job.request_id,
         )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
-from training_service.api.deps import Authorized, RunnerDep
+from training_service.api.deps import Authorized, RequestIdDep, RunnerDep
 from training_service.api.responses import UNAUTHORIZED, error, errors
 from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
 from training_service.data import DatasetNotFoundError
@@ -47,6 +47,7 @@ def _job_not_found(job_id: str) -> HTTPException:
 async def submit_training_job(
     body: TrainRequest,
     runner: RunnerDep,
+    request_id: RequestIdDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -70,6 +71,7 @@ async def submit_training_job(
             register=body.register_model,
             request_body=body.model_dump(mode="json", by_alias=True),
             idempotency_key=idempotency_key,
+            request_id=request_id,
         )
     except IdempotencyConflictError:
         raise HTTPException(
