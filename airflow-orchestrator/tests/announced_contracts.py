@@ -44,7 +44,10 @@ LIVE_SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "object",
                 "additionalProperties": {"$ref": "#/components/schemas/AnnouncedLiveAccuracy"},
             },
-            "drift": {"$ref": "#/components/schemas/AnnouncedInputDrift"},
+            # null until a model is loaded (as the provider's work-in-progress document says)
+            "drift": {
+                "anyOf": [{"$ref": "#/components/schemas/AnnouncedInputDrift"}, {"type": "null"}]
+            },
         },
         "required": ["window", "accuracy", "drift"],
     },
@@ -71,8 +74,8 @@ def with_announced_changes(service: str, document: dict[str, Any]) -> dict[str, 
         return document
     document = copy.deepcopy(document)
     document["components"]["schemas"].update(copy.deepcopy(LIVE_SCHEMAS))
-    # Not required: an older serving service answers without it, and the DAG copes with that.
-    _model_info(document)["properties"]["live"] = {
-        "$ref": "#/components/schemas/AnnouncedLiveSection"
-    }
+    model_info = _model_info(document)
+    model_info["properties"]["live"] = {"$ref": "#/components/schemas/AnnouncedLiveSection"}
+    # Required, as the provider will have it; the DAG still copes with an older service.
+    model_info.setdefault("required", []).append("live")
     return document

@@ -6,6 +6,7 @@ time of this conftest, before any test module imports airflow.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -179,10 +180,17 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
             if hasattr(task, "poke_interval"):
                 task.poke_interval = 1
         first_request = len(stack.world.requests)
+        # In-process runs resolve the run conf into the DAG's own Param objects: put the
+        # defaults back afterwards, or one test's conf leaks into the next test's run.
+        saved_params = {task.task_id: copy.deepcopy(task.params) for task in dag.tasks}
+        saved_dag_params = copy.deepcopy(dag.params)
         try:
             result = _collect(dag.test(run_conf=conf))
         finally:
             HTTP_RETRY_ARGS["wait"] = production_wait
+            dag.params = saved_dag_params
+            for task in dag.tasks:
+                task.params = saved_params[task.task_id]
         # Every run is also a consumer contract test: what the DAG sent and what the stubs
         # answered must both match the providers' documents in contracts/.
         problems = exchange_violations(stack.world.requests)

@@ -75,6 +75,14 @@ def test_null_scores_and_missing_sections_are_not_applied_and_say_why() -> None:
     assert all(findings == [] for _, findings in summaries.values())
     assert summaries["no reference"][0]["drift"]["note"] == "v7 has no reference input statistics"
     assert summaries["no traffic"][0]["drift"]["note"] == "no instances seen by v7 yet"
+    no_model: dict[str, Any] = {
+        "version": None,
+        "live": {"window": 500, "accuracy": {}, "drift": None},
+    }
+    summary, findings = evaluate_live_quality(no_model, version=None, **LIMITS)
+    assert findings == []
+    assert summary["accuracy"]["note"] == "no production version"
+    assert summary["drift"]["note"] == "serving reports no drift statistics"
     summary, findings = evaluate_live_quality({"version": "7"}, version="7", **LIMITS)
     assert findings == []
     assert describe(summary) == [

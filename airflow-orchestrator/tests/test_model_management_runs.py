@@ -215,20 +215,20 @@ def test_input_drift_alerts_while_too_few_outcomes_leave_accuracy_unjudged(
     )
 
 
-def test_serving_without_live_section_is_monitored_without_live_checks(
+def test_live_checks_that_cannot_judge_are_not_applied_and_the_run_passes(
     run_dag: Any, world: World
 ) -> None:
     version = world.register_version(0.95, aliases=("staging", "production"))
     _serve(world, version)
-    world.live_window = None  # an older serving service: GET /v1/model has no "live"
+    world.set_live_accuracy(version, feedback=19, correct=0)  # too few outcomes
+    world.drift_reference = False  # a version logged without input statistics: score null
+    world.set_input_drift(None, instances=300)
 
     result = run_dag(DAG_ID)
 
     assert result.state == "success", result.task_states
-    note = "serving reports no live section (an older serving service)"
-    assert result.xcom("monitor_serving_service")["live"] == {
-        "window": None,
-        "accuracy": {"applied": False, "note": note},
-        "drift": {"applied": False, "note": note},
-    }
+    live = result.xcom("monitor_serving_service")["live"]
+    assert live["accuracy"]["applied"] is False and live["drift"]["applied"] is False
+    assert live["accuracy"]["note"] == f"v{version} has 19 of min_feedback 20 outcomes"
+    assert live["drift"]["note"] == f"v{version} has no reference input statistics"
     assert world.alerts == []

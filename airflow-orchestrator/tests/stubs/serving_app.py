@@ -65,7 +65,7 @@ def create_serving_app(world: World) -> FastAPI:
             "registry": "reachable",
             "last_error": None,
             "refused_versions": {},
-            **({"live": live} if (live := live_section(world)) else {}),
+            "live": live_section(world),
         }
 
     @app.post("/v1/model/reload")
@@ -83,10 +83,16 @@ def create_serving_app(world: World) -> FastAPI:
     return app
 
 
-def live_section(world: World) -> dict[str, Any] | None:
+def live_section(world: World) -> dict[str, Any]:
     """The ``live`` section: feedback outcomes per version, input drift of the served version."""
-    if world.live_window is None or world.serving_version is None:
-        return None
+    drift = None  # like the real service before a model is loaded
+    if world.serving_version is not None:
+        drift = {
+            "version": world.serving_version,
+            "instances": world.drift_instances,
+            "score": world.drift_score,
+            "reference": world.drift_reference,
+        }
     return {
         "window": world.live_window,
         "accuracy": {
@@ -97,12 +103,7 @@ def live_section(world: World) -> dict[str, Any] | None:
             }
             for version, (feedback, correct) in world.live_outcomes.items()
         },
-        "drift": {
-            "version": world.serving_version,
-            "instances": world.drift_instances,
-            "score": world.drift_score,
-            "reference": world.drift_reference,
-        },
+        "drift": drift,
     }
 
 

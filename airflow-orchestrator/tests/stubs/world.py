@@ -35,8 +35,8 @@ class World:
     # serving behaviour: share of correct predictions, per model version
     version_quality: dict[str, float] = field(default_factory=dict)
     serving_version: str | None = None
-    # serving's live section of GET /v1/model; live_window None = an older service without it
-    live_window: int | None = 1000
+    # serving's live section of GET /v1/model
+    live_window: int = 1000
     live_outcomes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (feedback, correct)
     drift_score: float | None = None
     drift_instances: int = 0
