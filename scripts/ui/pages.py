@@ -53,13 +53,21 @@ class UiTargets:
 # --- Airflow -------------------------------------------------------------------------------
 
 
-def login_airflow(page: Page, ui: UiTargets) -> None:
-    """Sign in through the simple auth manager's form; the session is a `_token` cookie."""
-    page.goto(f"{ui.airflow_url}/auth/login")
+def login_airflow(page: Page, ui: UiTargets) -> str:
+    """Sign in the way a user does and return the URL the browser lands on.
+
+    Opens the DAG list without a session; Airflow's UI sends the browser through
+    /api/v2/auth/login to the simple auth manager's form with `next` = the DAG list, and the
+    form returns there with a `_token` cookie. Every hop is built from the address the
+    browser used, so a stack published on any host:port must land back on `ui.airflow_url`.
+    """
+    page.goto(f"{ui.airflow_url}/dags")
+    page.wait_for_url(lambda url: "/auth/login" in url)
     page.fill("input[name=username]", ui.airflow_user)
     page.fill("input[name=password]", ui.airflow_password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/auth/login" not in url)
+    return page.url
 
 
 def listed_dag_ids(page: Page, ui: UiTargets, expected: tuple[str, ...] = DAG_IDS) -> set[str]:

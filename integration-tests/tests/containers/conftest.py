@@ -19,12 +19,15 @@ import subprocess  # noqa: E402 - the settings above must come first
 import time  # noqa: E402
 from collections.abc import Generator, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import docker  # noqa: E402
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 from container_stack import ContainerStack, Images, remove_leftovers  # noqa: E402
 
 from scripts.embedded.airflow_api import AirflowClient  # noqa: E402
+from scripts.embedded.demo import MANAGEMENT, PIPELINE, run_dag  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = ROOT / "scripts" / "build_images.sh"
@@ -98,6 +101,23 @@ def container_airflow(container_stack: ContainerStack) -> AirflowClient:
         container_stack.admin_user,
         container_stack.secrets.airflow_password,
     )
+
+
+@pytest.fixture(scope="session")
+def promoted(container_stack: ContainerStack, container_airflow: AirflowClient) -> dict[str, Any]:
+    """Run the pipeline and model management once through Airflow, for every test module.
+
+    Returns the new `version`, the training `job` and the `pipeline_run_id` (the browser
+    test looks for that run in Airflow's UI).
+    """
+    training = container_stack.url("training")
+    pipeline = run_dag(container_airflow, PIPELINE, timeout=900)
+    answer = httpx.get(f"{training}/v1/jobs", timeout=30)
+    assert answer.status_code == 200, f"GET /v1/jobs -> {answer.status_code}: {answer.text[:500]}"
+    job = max(answer.json()["jobs"], key=lambda j: j["created_at"])
+    assert job["status"] == "succeeded", job
+    run_dag(container_airflow, MANAGEMENT, timeout=600)
+    return {"version": str(job["model_version"]), "job": job, "pipeline_run_id": pipeline.run_id}
 
 
 @pytest.hookimpl(wrapper=True)

@@ -151,6 +151,10 @@ class ContainerStack:
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__API_AUTH__JWT_SECRET": self.secrets.jwt_secret,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-api-server:8080/execution/",
+            # docker-compose.yml's value, on purpose not the random host port: the UI builds
+            # its redirects from the address the browser used and only takes the path ("/")
+            # from base_url, which test_container_ui.py checks through the published port.
+            "AIRFLOW__API__BASE_URL": "http://localhost:8080",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.admin_user}:admin",
             # The tests trigger every run themselves: no scheduled run may interleave.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",

@@ -8,7 +8,8 @@ digits) and MLflow must hold the run with its artifacts. Then the faults: a new 
 container on the same volumes loses nothing, and a restarted serving container comes back
 serving the production version (downloading it from that new MLflow container).
 
-The tests share one promoted model (`promoted`, module scope) and run in file order.
+The tests share one promoted model (`promoted`, session scope, see conftest.py) and run in
+file order; test_container_ui.py then checks the same run in the browser.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from typing import Any
 
 import docker
 import httpx
-import pytest
 from container_stack import ContainerStack, Images
 
-from scripts.embedded.airflow_api import AirflowClient
-from scripts.embedded.demo import MANAGEMENT, MODEL_NAME, PIPELINE, run_dag
+from scripts.embedded.demo import MODEL_NAME
 
 GB = 1000**3
 # The README's size targets for the images.
@@ -120,18 +119,6 @@ def served_accuracy(serving: str, samples: dict[str, Any]) -> tuple[float, dict[
     body = answer.json()
     hits = sum(p == t for p, t in zip(body["predictions"], samples["labels"], strict=True))
     return hits / len(samples["labels"]), body
-
-
-@pytest.fixture(scope="module")
-def promoted(container_stack: ContainerStack, container_airflow: AirflowClient) -> dict[str, Any]:
-    """Run the pipeline and model management once through Airflow; return the new version."""
-    training = container_stack.url("training")
-    run_dag(container_airflow, PIPELINE, timeout=900)
-    jobs = sorted(get_json(f"{training}/v1/jobs")["jobs"], key=lambda j: j["created_at"])
-    job = jobs[-1]
-    assert job["status"] == "succeeded", job
-    run_dag(container_airflow, MANAGEMENT, timeout=600)
-    return {"version": str(job["model_version"]), "job": job}
 
 
 def test_images_meet_size_targets(images: Images, docker_client: docker.DockerClient) -> None:
