@@ -48,7 +48,7 @@ test-services: setup ## each service's own suite, from its subtree split, in its
 test-integration: setup ## end-to-end: embedded stack, then containers
 	$(MAKE) --no-print-directory -C integration-tests test VENV=$(VENVS)/integration-tests
 
-up: setup ## start MLflow, training, serving and Airflow as local processes
+up: setup ## start MLflow, training, serving, Airflow (and Prometheus if installed) as local processes
 	$(STACK) up
 
 down: ## stop exactly the processes `make up` started

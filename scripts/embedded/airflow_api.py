@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 FINISHED = {"success", "failed"}
+# Seconds between two polls: a task of these DAGs takes about one second, so a slower poll
+# adds up to a visible part of a run's measured time.
+POLL_SECONDS = 0.5
 
 
 class AirflowError(RuntimeError):
@@ -107,7 +110,7 @@ class AirflowClient:
                 raise AirflowError(f"DAG import errors: {json.dumps(errors)[:2000]}")
             if time.monotonic() > deadline:
                 raise AirflowError(f"DAG {dag_id!r} was not parsed within {timeout:.0f} s")
-            time.sleep(1)
+            time.sleep(POLL_SECONDS)
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
@@ -139,7 +142,7 @@ class AirflowClient:
                 raise AirflowError(
                     f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f} s: {states}"
                 )
-            time.sleep(1)
+            time.sleep(POLL_SECONDS)
         failed = {
             task: self.task_log(dag_id, run_id, task)
             for task, state in states.items()

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from .airflow_api import AirflowClient, AirflowError, DagRunResult, request_json
+from .airflow_api import POLL_SECONDS, AirflowClient, AirflowError, DagRunResult, request_json
 from .stack import Stack, StackConfig
 
 PIPELINE = "mlflow_orchestration_pipeline"
@@ -60,7 +60,7 @@ def wait_until_served(cfg: StackConfig, version: str, timeout: float = 60.0) -> 
                 return model
         except (AirflowError, OSError):
             pass
-        time.sleep(1)
+        time.sleep(POLL_SECONDS)
     raise DemoFailed(f"serving still answers with {model.get('version')!r}, expected {version}")
 
 

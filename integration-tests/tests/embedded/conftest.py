@@ -37,6 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "SERVING_PORT": str(free_port()),
             "TRAINING_PORT": str(free_port()),
             "AIRFLOW_PORT": str(free_port()),
+            "PROMETHEUS_PORT": str(free_port()),
             "AIRFLOW_ADMIN_PASSWORD": "integration-tests",
             "AIRFLOW_USE_JOB_SCHEDULE": "false",
             "SERVING_POLL_INTERVAL": "2",
