@@ -33,6 +33,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 MODEL = "bench-digits"
+SERVERS = (
+    "serving-service /v1/predict",
+    "serving-service /invocations",
+    "mlflow models serve",
+    "constant FastAPI",
+)
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument(
+        "--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+        help="which servers to measure (default: all four)",
+    )  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -263,6 +273,7 @@ def main() -> None:
              constant, {}, f"http://127.0.0.1:{const_port}/health"),
         ]  # fmt: skip
         runs: list[Run] = []
+        servers = [s for s in servers if s[0].label in args.servers]
         for target, cmd, extra, ready in servers:
             with process(pinned("0", cmd), {**env, **extra}, ready, work / "server.log"):
                 check_answers([target], bodies)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
-    """Poll url until 200; fail early with the process's output if it died."""
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> None:
+    """Poll url until 200; fail early with the process's log if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{out[-3000:]}")
+            out = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
@@ -83,7 +84,8 @@ def start_mlflow(workdir: Path) -> MlflowServer:
             "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1",
         ],
-        stdout=subprocess.PIPE,
+        # A file, not a pipe nobody reads: a full pipe would block the server mid-session.
+        stdout=(workdir / "mlflow.log").open("wb"),
         stderr=subprocess.STDOUT,
         env={
             **os.environ,
@@ -94,12 +96,15 @@ def start_mlflow(workdir: Path) -> MlflowServer:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     # Generous: the server imports Flask, FastAPI and migrates SQLite, slow on a busy CPU.
-    wait_http(f"{url}/health", proc, timeout=300)
+    wait_http(f"{url}/health", proc, workdir / "mlflow.log", timeout=300)
     return MlflowServer(url, proc)
 
 
-def start_service(**env: str) -> Service:
-    """The service under test, as deployed: `python -m serving_service` on real uvicorn."""
+def start_service(log: Path | None = None, **env: str) -> Service:
+    """The service under test, as deployed: `python -m serving_service` on real uvicorn.
+
+    Its output goes to `log` (tests that read the logs), else to a temporary file.
+    """
     port = free_port()
     full_env = {
         **os.environ,
@@ -108,14 +113,16 @@ def start_service(**env: str) -> Service:
         "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
         **env,
     }
+    if log is None:
+        log = Path(tempfile.mkdtemp(prefix="serving-test-")) / "service.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving_service"],
-        stdout=subprocess.PIPE,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env=full_env,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", proc, timeout=180)
+    wait_http(f"{url}/health", proc, log, timeout=180)
     return Service(url, proc)
 
 
@@ -170,6 +177,7 @@ def register(
     alias: str | None = None,
     test_accuracy: float = 0.0,
     serialization_format: str | None = None,
+    input_stats: dict[str, object] | None = None,
 ) -> str:
     """Log with mlflow.pytorch (pt2 by default), register, tag classes; returns the version."""
     mlflow.set_tracking_uri(tracking_uri)
@@ -188,7 +196,7 @@ def register(
             name="model",
             input_example=example,
             signature=infer_signature(example, out),
-            metadata={"classes": CLASSES},
+            metadata={"classes": CLASSES, **({"input_stats": input_stats} if input_stats else {})},
             registered_model_name=name,
             # Skips MLflow's slow import-tracing of requirements; the format is unchanged.
             pip_requirements=["torch==2.13.0"],

@@ -32,7 +32,9 @@ def test_accepts_8x8_flat_and_channel_first_instances(service: Service, digits: 
     answers = [
         httpx.post(f"{service.url}/v1/predict", json={"instances": s}).json() for s in shapes
     ]
+    ids = [set(a.pop("prediction_ids")) for a in answers]
     assert answers[0] == answers[1] == answers[2]
+    assert all(len(i) == 5 for i in ids) and not ids[0] & ids[1]  # each instance its own id
 
 
 def test_explicit_version_scores_a_candidate(
@@ -67,7 +69,8 @@ def test_metrics_expose_the_contract_names(service: Service, digits: Digits) -> 
     assert 'model_version_info{alias="production",name="image-classifier",version="1"} 1.0' in text
     assert 'predictions_total{label="0",model_version="1"}' in text
     assert (
-        'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict"}' in text
+        'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict",'
+        'status="200"}' in text
     )
     assert 'http_requests_total{method="POST",route="/v1/predict",status="200"}' in text
     assert 'model_swaps_total{result="success"} 1.0' in text

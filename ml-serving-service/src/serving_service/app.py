@@ -1,4 +1,4 @@
-"""Application factory: wires settings, registry, model slot and alias watcher into FastAPI."""
+"""Application factory: wires settings, registry, model slot, alias watcher and live monitor."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from serving_service import SERVICE_NAME, __version__
-from serving_service.api.routes import invocations, model, ops, predict
+from serving_service.api.routes import feedback, invocations, model, ops, predict
 from serving_service.config import Settings, get_settings
-from serving_service.metrics import MetricsMiddleware
+from serving_service.metrics import TelemetryMiddleware
+from serving_service.monitoring import new_monitor
 from serving_service.registry import Registry
 from serving_service.slot import ModelSlot, VersionCache
 from serving_service.watcher import AliasWatcher
@@ -50,9 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.slot = slot
     app.state.watcher = AliasWatcher(registry, slot, settings.model_poll_interval)
     app.state.versions = VersionCache(registry, settings.version_cache_size)
+    app.state.monitor = new_monitor(settings.monitor_window, settings.feedback_memory)
 
-    app.add_middleware(MetricsMiddleware)
-    for router in (ops.router, predict.router, invocations.router, model.router):
+    app.add_middleware(TelemetryMiddleware)
+    # Routes are matched in order: the scoring routes first, they carry the traffic.
+    routers = (predict.router, invocations.router, feedback.router, ops.router, model.router)
+    for router in routers:
         app.include_router(router)
 
     @app.exception_handler(RequestValidationError)

@@ -1,7 +1,7 @@
 """Typed service configuration, read once from environment variables."""
 
 from functools import lru_cache
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     version_cache_size: int = Field(default=4, ge=1)
     registry_timeout: float = Field(default=5.0, gt=0)
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    # Live monitoring: feedback outcomes per version and inputs for the drift score.
+    monitor_window: int = Field(default=1000, ge=1)
+    # Predictions whose ids are remembered for feedback (older ids answer 404).
+    feedback_memory: int = Field(default=100_000, ge=1)
 
     @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:

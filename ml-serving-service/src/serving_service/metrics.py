@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from time import perf_counter
 from typing import Any
+from uuid import uuid4
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving_service.logs import REQUEST_ID
+
+log = logging.getLogger("serving_service.requests")
+# Request ids taken from clients: printable tokens such as uuids or Airflow's
+# "<dag_id>/manual__2026-11-26T08:00:00+00:00"; anything else is replaced by a new id.
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:/+=@~-]{1,200}")
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
@@ -16,8 +26,8 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
-    "HTTP request latency by method and route",
-    ["method", "route"],
+    "HTTP request latency by method, route and status",
+    ["method", "route", "status"],
     # Millisecond resolution where this service lives; seconds for model loads on demand.
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
@@ -56,12 +66,17 @@ def publish_model_version(name: str, alias: str, version: str, previous: str | N
     MODEL_VERSION_INFO.labels(name=name, alias=alias, version=version).set(1)
 
 
-class MetricsMiddleware:
-    """Pure ASGI middleware: a few microseconds per request, unlike BaseHTTPMiddleware."""
+class TelemetryMiddleware:
+    """Request id, metrics and debug request logs in one pure ASGI layer.
+
+    A few microseconds per request, unlike BaseHTTPMiddleware. The request id is the
+    `X-Request-ID` header when it is a sane token, else a new one; it is echoed on the
+    response and set in `REQUEST_ID` for every log line written while handling the request.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._children: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,22 +84,42 @@ class MetricsMiddleware:
             return
         start = perf_counter()
         status = 500
+        request_id = _request_id(scope["headers"])
+        token = REQUEST_ID.set(request_id)
+        id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            elapsed = perf_counter() - start
             # The route template (not the raw path) keeps label cardinality bounded.
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            key = (scope["method"], path)
+            key = (scope["method"], path, str(status))
             child = self._children.get(key)
             if child is None:
-                child = self._children[key] = HTTP_LATENCY.labels(*key)
-            child.observe(perf_counter() - start)
-            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
+                child = self._children[key] = (
+                    HTTP_LATENCY.labels(*key),
+                    HTTP_REQUESTS.labels(*key),
+                )
+            child[0].observe(elapsed)
+            child[1].inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %s in %.1f ms", key[0], scope["path"], status, elapsed * 1e3)
+            REQUEST_ID.reset(token)
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _SANE_ID.fullmatch(value):
+                return value.decode()
+            break
+    return uuid4().hex

@@ -2,13 +2,14 @@
 
 Models arrive as MLflow `pytorch` flavor directories in the `pt2` (torch.export) format.
 They are loaded with torch directly, without pyfunc or pandas, so the hot path is a single
-module call on a float32 tensor.
+graph call on a float32 tensor.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from serving_service.monitoring import InputStats
+
+# A model as the hot path sees it: float32 batch in, logits (or a tuple holding them) out.
+Forward = Callable[[torch.Tensor], Any]
 
 
 class ModelLoadError(Exception):
@@ -35,10 +43,11 @@ class InvalidInput(ValueError):
 class ModelArtifact:
     """What the artifact directory tells about a model, before registry metadata is added."""
 
-    module: torch.nn.Module
+    module: Forward
     instance_shape: tuple[int, ...]
     classes: tuple[str, ...] | None
     sample: np.ndarray | None
+    input_stats: InputStats | None = None
 
 
 @dataclass
@@ -48,11 +57,13 @@ class LoadedModel:
     name: str
     version: str
     run_id: str | None
-    module: torch.nn.Module
+    module: Forward
     instance_shape: tuple[int, ...]
     classes: tuple[str, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     sample: np.ndarray | None = None
+    # Training-data statistics logged with the model: the reference of the drift score.
+    input_stats: InputStats | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -105,19 +116,22 @@ class LoadedModel:
     def logits(self, batch: np.ndarray) -> torch.Tensor:
         """Raw model output for a batch already shaped by `reshape_batch`."""
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(batch))
-        if isinstance(out, tuple | list):
-            out = out[0]
-        return out
+            return self._forward(batch)
 
     def classify(self, batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Labels, class indices and softmax probabilities for a shaped batch."""
-        logits = self.logits(batch)
-        with torch.inference_mode():
-            probs = torch.softmax(logits, dim=1)
+        with torch.inference_mode():  # entered once: each entry costs a few microseconds
+            probs = torch.softmax(self._forward(batch), dim=1)
             idx = probs.argmax(dim=1).numpy()
+            probs_np = probs.numpy()
         classes = self.classes
-        return [classes[i] for i in idx.tolist()], idx, probs.numpy()
+        return [classes[i] for i in idx.tolist()], idx, probs_np
+
+    def _forward(self, batch: np.ndarray) -> torch.Tensor:
+        out = self.module(torch.from_numpy(batch))
+        if isinstance(out, tuple | list):
+            out = out[0]
+        return out
 
     def smoke_test(self) -> None:
         """Predict on the logged sample (or a synthetic one) and on a single instance.
@@ -164,15 +178,64 @@ def read_artifact(model_dir: Path) -> ModelArtifact:
         # Pickled modules need their Python class and run arbitrary code when unpickled.
         raise ModelLoadError("only the 'pt2' (torch.export) serialization format is served")
     try:
-        module = torch.export.load(str(pt2)).module()
+        module = fast_forward(torch.export.load(str(pt2)))
     except Exception as exc:
         raise ModelLoadError(f"torch.export could not load model.pt2: {exc}") from exc
+    instance_shape = _instance_shape(mlmodel)
     return ModelArtifact(
         module=module,
-        instance_shape=_instance_shape(mlmodel),
+        instance_shape=instance_shape,
         classes=_classes_from_metadata(mlmodel),
         sample=_input_example(model_dir, mlmodel),
+        input_stats=InputStats.parse(
+            (mlmodel.get("metadata") or {}).get("input_stats"), math.prod(instance_shape)
+        ),
     )
+
+
+class LiftedGraph:
+    """An exported program's graph called directly, its weights passed as leading arguments.
+
+    `ExportedProgram.module()` wraps the same graph in pytree flattening and shape guards,
+    which cost more than the forward pass of a small CNN (about 230 us against 100 us per
+    call for the default model). Shapes are validated by `LoadedModel.reshape_batch` instead,
+    and the smoke test runs the graph at batch sizes 1 and 2 before a version is served.
+    """
+
+    def __init__(self, program: ExportedProgram) -> None:
+        self._graph = program.graph_module
+        weights = {**program.state_dict, **program.constants}
+        self._leading = tuple(
+            weights[spec.target]
+            for spec in program.graph_signature.input_specs
+            if spec.kind != InputKind.USER_INPUT and spec.target is not None
+        )
+
+    def __call__(self, batch: torch.Tensor) -> Any:
+        return self._graph(*self._leading, batch)
+
+
+def fast_forward(program: ExportedProgram) -> Forward:
+    """The lifted graph when the program is a plain single-input, single-output function.
+
+    Anything else (several inputs, buffers mutated in place, tokens) keeps the safe
+    `program.module()`.
+    """
+    specs = program.graph_signature
+    kinds = [spec.kind for spec in specs.input_specs]
+    plain = (
+        kinds.count(InputKind.USER_INPUT) == 1
+        and kinds[-1] == InputKind.USER_INPUT
+        and all(
+            k in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR)
+            for k in kinds[:-1]
+        )
+        and [spec.kind for spec in specs.output_specs] == [OutputKind.USER_OUTPUT]
+    )
+    if plain:
+        return LiftedGraph(program)
+    module: Forward = program.module()
+    return module
 
 
 def parse_classes(value: Any) -> tuple[str, ...] | None:

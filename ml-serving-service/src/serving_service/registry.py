@@ -103,6 +103,7 @@ class Registry:
             classes=classes,
             metrics=dict(metrics),
             sample=artifact.sample,
+            input_stats=artifact.input_stats,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PredictRequest(BaseModel):
@@ -29,7 +29,47 @@ class ModelRef(BaseModel):
 class PredictResponse(BaseModel):
     predictions: list[str]
     probabilities: list[list[float]]
+    prediction_ids: list[str] = Field(
+        description="One per instance: post it with the true label to /v1/feedback"
+    )
     model: ModelRef
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)  # label 3 means class "3"
+
+    prediction_id: str = Field(min_length=1, description="An id from a /v1/predict answer")
+    label: str = Field(min_length=1, description="The true class label of that instance")
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    model_version: str
+    predicted: str
+    label: str
+    correct: bool
+
+
+class LiveAccuracy(BaseModel):
+    feedback: int = Field(description="Outcomes in the window (the most recent ones)")
+    correct: int
+    accuracy: float | None
+
+
+class InputDrift(BaseModel):
+    version: str
+    instances: int = Field(description="Recent inputs the score is computed over")
+    score: float | None = Field(
+        description="Mean over pixels of |live mean - training mean| / (training std + 0.1); "
+        "null without training statistics (MLmodel metadata input_stats) or inputs"
+    )
+    reference: bool = Field(description="Whether the version carries training statistics")
+
+
+class LiveMonitoring(BaseModel):
+    window: int = Field(description="Outcomes per version and inputs kept for these numbers")
+    accuracy: dict[str, LiveAccuracy] = Field(description="Live accuracy by model version")
+    drift: InputDrift | None = Field(description="Inputs sent to the alias's current version")
 
 
 class InvocationsRequest(BaseModel):
@@ -57,6 +97,7 @@ class ModelInfo(BaseModel):
     registry: Literal["reachable", "unreachable", "unknown"]
     last_error: str | None
     refused_versions: dict[str, str]
+    live: LiveMonitoring
 
 
 class ReloadResponse(BaseModel):

@@ -10,13 +10,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from serving_service.api.deps import (
-    SettingsDep,
-    SlotDep,
-    current_model,
-    json_object,
-    orjson_response,
-)
+from serving_service.api.deps import current_model, json_object, orjson_response
 from serving_service.api.schemas import (
     ErrorResponse,
     InvocationsRequest,
@@ -36,8 +30,10 @@ _FORMATS = ("inputs", "instances", "dataframe_split", "dataframe_records")
     responses={code: {"model": ErrorResponse} for code in (413, 415, 422, 503)},
     openapi_extra=request_body(InvocationsRequest),
 )
-async def invocations(request: Request, slot: SlotDep, settings: SettingsDep) -> Response:
+async def invocations(request: Request) -> Response:
     """Score a batch sent in any of MLflow's JSON input formats."""
+    # App state read directly, not via Depends: see the predict route's docstring.
+    slot, settings = request.app.state.slot, request.app.state.settings
     content_type = request.headers.get("content-type", "application/json")
     if not content_type.startswith("application/json"):
         raise HTTPException(
@@ -63,6 +59,7 @@ async def invocations(request: Request, slot: SlotDep, settings: SettingsDep) ->
         batch = model.reshape_batch(batch)
     except InvalidInput as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+    request.app.state.monitor.observe_inputs(model.version, batch, model.input_stats)
     return orjson_response({"predictions": model.logits(batch).numpy()})
 
 

@@ -1,16 +1,16 @@
 """GET /v1/model and POST /v1/model/reload: what serves the alias, and re-resolving it now."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from serving_service.api.deps import SlotDep, TokenDep, WatcherDep
-from serving_service.api.schemas import ErrorResponse, ModelInfo, ReloadResponse
+from serving_service.api.schemas import ErrorResponse, LiveMonitoring, ModelInfo, ReloadResponse
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
 
 
 @router.get("", response_model=ModelInfo)
-async def model_info(slot: SlotDep) -> ModelInfo:
-    """The serving version, its run's metrics, and whether the registry answers."""
+async def model_info(request: Request, slot: SlotDep) -> ModelInfo:
+    """The serving version, its run's metrics, whether the registry answers, live monitoring."""
     model = slot.current
     registry = {True: "reachable", False: "unreachable", None: "unknown"}[slot.registry_reachable]
     return ModelInfo(
@@ -25,6 +25,7 @@ async def model_info(slot: SlotDep) -> ModelInfo:
         registry=registry,  # type: ignore[arg-type]
         last_error=slot.last_error,
         refused_versions=dict(slot.refused),
+        live=LiveMonitoring.model_validate(request.app.state.monitor.report()),
     )
 
 
