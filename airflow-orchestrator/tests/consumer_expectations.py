@@ -104,7 +104,7 @@ EXPECTATIONS = (
         (
             "version",
             "registry",
-            # announced in issue #9 (tests/announced_contracts.py until contracts/ has it)
+            # the live section (issue #9)
             "live.window",
             "live.accuracy{}.feedback",
             "live.accuracy{}.correct",

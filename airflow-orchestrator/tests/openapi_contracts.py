@@ -6,10 +6,6 @@ questions a consumer contract test asks: does this path and method exist, does t
 (query, headers, security, JSON body) satisfy the operation, does this response match the
 documented schema for its status, and does the schema hold every field the DAG code reads.
 Schemas are checked with ``openapi-schema-validator`` (OpenAPI 3.1 = JSON Schema 2020-12).
-
-``contract(service)`` is the vendored document plus the parts a provider has announced but not
-shipped yet (``tests/announced_contracts.py``); each announced part applies only while the
-vendored document lacks it, so a refreshed document takes over by itself.
 """
 
 from __future__ import annotations
@@ -23,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from openapi_schema_validator import OAS31Validator
-
-from tests.announced_contracts import with_announced_changes
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "contracts"
 # stub service name (tests/stubs) -> the provider's document in contracts/
@@ -47,8 +41,8 @@ def _read(filename: str) -> dict[str, Any]:
 
 @cache
 def contract(service: str) -> Contract:
-    """One provider's contract: its vendored document, completed by its announced changes."""
-    return Contract(with_announced_changes(service, load_document(service)))
+    """One provider's contract: its vendored document."""
+    return Contract(load_document(service))
 
 
 @dataclass(frozen=True)

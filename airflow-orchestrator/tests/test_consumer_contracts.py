@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from tests.announced_contracts import pending_changes
 from tests.consumer_expectations import EXPECTATIONS, MLFLOW, Expectation, exchange_violations
 from tests.openapi_contracts import DOCUMENTS, Contract, contract, load_document
 from tests.stubs.serving_app import live_section
@@ -24,22 +23,10 @@ from tests.stubs.world import TOKEN, World
 @pytest.mark.parametrize("service", sorted(DOCUMENTS))
 def test_vendored_documents_are_valid_openapi(service: str) -> None:
     validate(load_document(service))
-    validate(contract(service).document)  # with the announced changes it still lacks
-
-
-def test_announced_changes_still_pending() -> None:
-    """Lists what the vendored documents lack; an empty list means announced_contracts.py can go.
-
-    Update this list when a refreshed document ships an announced change.
-    """
-    pending = [change for s in sorted(DOCUMENTS) for change in pending_changes(s, load_document(s))]
-    assert pending == ["ml-serving-service GET /v1/model: live section (issue #9)"], (
-        "the vendored documents changed: drop what they now ship from announced_contracts.py"
-    )
 
 
 def _live_schema(provider: Contract) -> dict[str, Any]:
-    """The schema of GET /v1/model's live section: announced, or the provider's once vendored."""
+    """The schema of GET /v1/model's live section in the provider's vendored document."""
     operation = provider.operation("GET", "/v1/model")
     assert operation is not None
     spec = provider.response_spec(operation, 200)

@@ -42,6 +42,7 @@ def create_serving_app(world: World) -> FastAPI:
         return {
             "predictions": predictions,
             "probabilities": [[0.1] * 10 for _ in predictions],
+            "prediction_ids": [f"stub{len(world.serving_traffic)}-{i}" for i in range(len(truth))],
             "model": {
                 "name": MODEL_NAME,
                 "alias": None if request.version else "production",

@@ -76,7 +76,9 @@ def create_training_app(world: World) -> FastAPI:
 
     @app.post("/v1/train", status_code=202)
     def train(
-        request: TrainRequest, idempotency_key: str | None = Header(default=None)
+        request: TrainRequest,
+        idempotency_key: str | None = Header(default=None),
+        x_request_id: str | None = Header(default=None),
     ) -> JSONResponse:
         body = request.model_dump(by_alias=True)
         if idempotency_key and idempotency_key in world.idempotency:
@@ -87,7 +89,12 @@ def create_training_app(world: World) -> FastAPI:
         if request.dataset_id is not None and request.dataset_id not in world.datasets:
             raise HTTPException(422, f"dataset {request.dataset_id!r} not found")
         dataset_id = request.dataset_id or create_dataset(DatasetRequest())["dataset_id"]
-        job = Job(job_id=uuid.uuid4().hex[:12], dataset_id=dataset_id, body=body)
+        job = Job(
+            job_id=uuid.uuid4().hex[:12],
+            dataset_id=dataset_id,
+            body=body,
+            request_id=x_request_id or uuid.uuid4().hex,
+        )
         world.jobs[job.job_id] = job
         if idempotency_key:
             world.idempotency[idempotency_key] = job.job_id
@@ -140,6 +147,7 @@ def _job_body(world: World, job: Job) -> dict[str, Any]:
         "model_name": MODEL_NAME,
         "model_version": job.model_version,
         "error": job.error,
+        "request_id": job.request_id,
         "created_at": "2026-11-26T00:00:00Z",
         "started_at": "2026-11-26T00:00:01Z",
         "finished_at": "2026-11-26T00:00:09Z" if job.status in ("succeeded", "failed") else None,

@@ -21,6 +21,7 @@ class Job:
     polls: int = 0
     model_version: str | None = None
     error: str | None = None
+    request_id: str | None = None  # the X-Request-ID of the POST /v1/train that made it
 
 
 @dataclass
