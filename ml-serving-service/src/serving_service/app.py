@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from serving_service import SERVICE_NAME, __version__
 from serving_service.api.routes import feedback, invocations, model, ops, predict
+from serving_service.batching import MicroBatcher
 from serving_service.config import Settings, get_settings
 from serving_service.metrics import TelemetryMiddleware
 from serving_service.monitoring import new_monitor
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.watcher = AliasWatcher(registry, slot, settings.model_poll_interval)
     app.state.versions = VersionCache(registry, settings.version_cache_size)
     app.state.monitor = new_monitor(settings.monitor_window, settings.feedback_memory)
+    app.state.batcher = MicroBatcher()
 
     app.add_middleware(TelemetryMiddleware)
     # Routes are matched in order: the scoring routes first, they carry the traffic.

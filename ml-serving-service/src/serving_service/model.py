@@ -120,8 +120,12 @@ class LoadedModel:
 
     def classify(self, batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Labels, class indices and softmax probabilities for a shaped batch."""
-        with torch.inference_mode():  # entered once: each entry costs a few microseconds
-            probs = torch.softmax(self._forward(batch), dim=1)
+        return self.labels(self.logits(batch))
+
+    def labels(self, logits: torch.Tensor) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Labels, class indices and softmax probabilities from this model's logits."""
+        with torch.inference_mode():
+            probs = torch.softmax(logits, dim=1)
             idx = probs.argmax(dim=1).numpy()
             probs_np = probs.numpy()
         classes = self.classes

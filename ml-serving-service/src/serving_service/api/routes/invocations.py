@@ -60,7 +60,8 @@ async def invocations(request: Request) -> Response:
     except InvalidInput as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     request.app.state.monitor.observe_inputs(model.version, batch, model.input_stats)
-    return orjson_response({"predictions": model.logits(batch).numpy()})
+    logits = await request.app.state.batcher.logits(model, batch)
+    return orjson_response({"predictions": logits.numpy()})
 
 
 def _to_array(key: str, value: Any, model: LoadedModel) -> np.ndarray:

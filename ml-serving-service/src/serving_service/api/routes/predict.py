@@ -1,8 +1,9 @@
 """POST /v1/predict: labels and probabilities from the alias's model or an explicit version.
 
-The hot path: orjson in, one numpy conversion, one torch call, orjson out. The model runs
-on the event loop thread because a hop to a thread pool costs more than a small model's
-forward pass; torch is limited to few threads so it does not fight the loop for cores.
+The hot path: orjson in, one numpy conversion, one torch call shared with the requests of
+the same event-loop turn (batching.py), orjson out. The model runs on the event loop thread
+because a hop to a thread pool costs more than a small model's forward pass; torch is
+limited to few threads so it does not fight the loop for cores.
 App state is read from the request instead of through `Depends`: resolving three
 dependencies per request cost about as much as the forward pass itself.
 """
@@ -56,7 +57,7 @@ async def predict(request: Request) -> Response:
         batch = model.to_batch(instances)
     except InvalidInput as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
-    labels, _, probs = model.classify(batch)
+    labels, _, probs = model.labels(await state.batcher.logits(model, batch))
     count_predictions(model.version, labels)
     monitor = state.monitor
     if alias is not None:  # drift is about the live traffic of the alias, not candidate tests
