@@ -8,6 +8,7 @@ serving and the poller does not retry the same broken version every interval.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -94,6 +95,9 @@ class AliasWatcher:
             candidate.version,
             _v(previous),
         )
+        # The new model's objects live as long as it serves: keep them out of collections
+        # (see app.calm_garbage_collector); reference counting still frees the old model.
+        gc.freeze()
         return CheckResult(candidate.version, True)
 
     def _refuse(self, version: str, result: str, reason: str) -> CheckResult:
