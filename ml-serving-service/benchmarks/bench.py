@@ -4,7 +4,9 @@ One registered model (a small CNN trained on sklearn's digits, logged like the t
 service logs it: mlflow.pytorch pt2 + signature + input example + classes) is served three
 ways with the same worker count, each pinned to the same core; `wrk` (Debian package) runs
 on the other core and sends byte-identical payloads at each concurrency and batch size.
-Prints a markdown table and writes it to benchmarks/results.md.
+All servers run at once and are measured in turn, `--repeat` rounds per setting, so that
+slow drifts of a shared machine hit them alike; the table shows the median run and the
+range of requests/s. Prints a markdown table and writes it to benchmarks/results.md.
 
     PATH=<venv>/bin:$PATH PYTHONPATH=src python benchmarks/bench.py [--duration 8]
 """
@@ -18,12 +20,13 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     failures: int
+    rps_min: float | None = None  # over the repeated runs this row summarizes
+    rps_max: float | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -97,6 +102,30 @@ def process(
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def core_busy(core: int, seconds: float = 0.5) -> float:
+    """Fraction of `seconds` that `core` spent not idle (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(f"cpu{core} "):
+                ticks = [int(v) for v in line.split()[1:]]
+                return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
+        raise RuntimeError(f"no cpu{core} in /proc/stat")
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_server_core_idle(timeout: float = 60) -> None:
+    """Wait until core 0 is quiet: a server still working off a backlog of requests after
+    wrk stopped (mlflow at batch 256) would otherwise slow down the next server's run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and core_busy(0) > 0.1:
+        pass
 
 
 def pinned(core: str, args: list[str]) -> list[str]:
@@ -182,15 +211,33 @@ def check_answers(targets: list[Target], bodies: dict[int, Path]) -> None:
             raise RuntimeError(f"{t.label} answered {r.status_code}: {r.text[:300]}")
 
 
+def median_run(runs: list[Run]) -> Run:
+    """One row for repeated runs of a setting: medians, summed failures, req/s range."""
+    first = runs[0]
+    return Run(
+        target=first.target,
+        concurrency=first.concurrency,
+        batch=first.batch,
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        failures=sum(r.failures for r in runs),
+        rps_min=min(r.rps for r in runs),
+        rps_max=max(r.rps for r in runs),
+    )
+
+
 def table(runs: list[Run]) -> str:
     lines = [
-        "| server | concurrency | batch | requests/s | images/s | p50 ms | p99 ms | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | concurrency | batch | requests/s | req/s range | images/s | p50 ms | p99 ms "
+        "| failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
+        spread = f"{r.rps_min:,.0f}-{r.rps_max:,.0f}" if r.rps_min is not None else ""
         lines.append(
-            f"| {r.target} | {r.concurrency} | {r.batch} | {r.rps:,.0f} | {r.images_per_s:,.0f}"
-            f" | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.failures} |"
+            f"| {r.target} | {r.concurrency} | {r.batch} | {r.rps:,.0f} | {spread}"
+            f" | {r.images_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.failures} |"
         )
     return "\n".join(lines)
 
@@ -214,6 +261,7 @@ def ratios(runs: list[Run], ours: str, theirs: str, constant: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per setting (median)")
     parser.add_argument("--workers", type=int, default=1, help="server workers, all three")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 256])
@@ -274,15 +322,25 @@ def main() -> None:
         ]  # fmt: skip
         runs: list[Run] = []
         servers = [s for s in servers if s[0].label in args.servers]
-        for target, cmd, extra, ready in servers:
-            with process(pinned("0", cmd), {**env, **extra}, ready, work / "server.log"):
+        with ExitStack() as stack:
+            started: set[tuple[str, ...]] = set()
+            for target, cmd, extra, ready in servers:
+                if tuple(cmd) not in started:  # both routes of this service share a process
+                    started.add(tuple(cmd))
+                    log = work / f"server-{len(started)}.log"
+                    stack.enter_context(process(pinned("0", cmd), {**env, **extra}, ready, log))
                 check_answers([target], bodies)
                 wrk(target.url, bodies[1], 16, 2, target.label, 1)  # warm-up
-                for b in args.batch:
-                    for c in args.concurrency:
-                        run = wrk(target.url, bodies[b], c, args.duration, target.label, b)
-                        print(table([run]).splitlines()[-1], file=sys.stderr)
-                        runs.append(run)
+            for b in args.batch:
+                for c in args.concurrency:
+                    rounds: dict[str, list[Run]] = {t.label: [] for t, *_ in servers}
+                    for _ in range(args.repeat):
+                        for target, *_ in servers:
+                            wait_server_core_idle()
+                            run = wrk(target.url, bodies[b], c, args.duration, target.label, b)
+                            print(table([run]).splitlines()[-1], file=sys.stderr)
+                            rounds[target.label].append(run)
+                    runs.extend(median_run(r) for r in rounds.values())
     load_after = os.getloadavg()
     runs.sort(key=lambda r: (r.batch, r.concurrency, r.target))
     cpu = next(
@@ -292,10 +350,11 @@ def main() -> None:
     report = "\n\n".join([
         f"Hardware: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
         f"servers pinned to core 0 with {w} worker(s) each, wrk (1 thread) pinned to core 1; "
-        f"{args.duration:g} s per run. Load average before/after: "
+        f"{args.duration:g} s per run, median of {args.repeat} runs per row, the servers "
+        f"measured in turn. Load average before/after: "
         f"{load_before[0]:.1f}/{load_after[0]:.1f} (other jobs shared the machine).",
         f"Command: `make bench` (= `python benchmarks/bench.py --duration {args.duration:g} "
-        f"--workers {w}`)",
+        f"--repeat {args.repeat} --workers {w}`)",
         table(runs),
         ratios(runs, "serving-service /v1/predict", "mlflow models serve", "constant FastAPI"),
     ])  # fmt: skip

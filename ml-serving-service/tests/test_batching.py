@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving_service.batching import MicroBatcher
+from serving_service.batching import MicroBatcher, Scores, score
 from serving_service.model import LoadedModel
 
 
@@ -44,17 +44,19 @@ def test_one_turn_is_one_forward_pass_with_each_requests_rows() -> None:
     net = CountingNet(0)
     model = _model(net, "1")
     batches = _batches([1, 3, 1, 5])
-    expected = [model.logits(b).clone() for b in batches]
+    expected = [score(model, b) for b in batches]
     net.calls.clear()
 
-    async def run() -> list[torch.Tensor]:
+    async def run() -> list[Scores]:
         batcher = MicroBatcher()
-        return await asyncio.gather(*(batcher.logits(model, b) for b in batches))
+        return await asyncio.gather(*(batcher.scores(model, b) for b in batches))
 
     outputs = asyncio.run(run())
     assert net.calls == [10]
     for out, want in zip(outputs, expected, strict=True):
-        torch.testing.assert_close(out, want)
+        np.testing.assert_allclose(out.logits, want.logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out.probabilities, want.probabilities, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(out.indices, want.indices)
 
 
 def test_versions_are_never_mixed_in_one_call() -> None:
@@ -63,15 +65,15 @@ def test_versions_are_never_mixed_in_one_call() -> None:
     models[2] = models[0]
     batches = _batches([2, 2, 2])
 
-    async def run() -> list[torch.Tensor]:
+    async def run() -> list[Scores]:
         batcher = MicroBatcher()
         return await asyncio.gather(
-            *(batcher.logits(m, b) for m, b in zip(models, batches, strict=True))
+            *(batcher.scores(m, b) for m, b in zip(models, batches, strict=True))
         )
 
     outputs = asyncio.run(run())
     assert old.calls == [4] and new.calls == [2]
-    torch.testing.assert_close(outputs[1], models[1].logits(batches[1]))
+    np.testing.assert_allclose(outputs[1].logits, models[1].logits(batches[1]).numpy())
 
 
 def test_a_model_error_reaches_every_caller_of_the_turn() -> None:
@@ -82,7 +84,7 @@ def test_a_model_error_reaches_every_caller_of_the_turn() -> None:
     async def run() -> list[object]:
         batcher = MicroBatcher()
         return await asyncio.gather(
-            batcher.logits(model, good), batcher.logits(model, bad), return_exceptions=True
+            batcher.scores(model, good), batcher.scores(model, bad), return_exceptions=True
         )
 
     results = asyncio.run(run())
@@ -96,22 +98,23 @@ def test_later_turns_are_batched_separately() -> None:
     async def run() -> None:
         batcher = MicroBatcher()
         for b in _batches([2, 3]):
-            await batcher.logits(model, b)
+            await batcher.scores(model, b)
 
     asyncio.run(run())
     assert net.calls == [2, 3]
 
 
 @pytest.mark.parametrize("n", [1, 7])
-def test_labels_from_batched_logits_match_classify(n: int) -> None:
+def test_batched_scores_match_classify(n: int) -> None:
     model = _model(CountingNet(0), "1")
     (batch,) = _batches([n])
 
-    async def run() -> torch.Tensor:
-        return await MicroBatcher().logits(model, batch)
+    async def run() -> Scores:
+        return await MicroBatcher().scores(model, batch)
 
-    labels, idx, probs = model.labels(asyncio.run(run()))
+    scores = asyncio.run(run())
     want_labels, want_idx, want_probs = model.classify(batch)
-    assert labels == want_labels
-    np.testing.assert_array_equal(idx, want_idx)
-    np.testing.assert_allclose(probs, want_probs, rtol=1e-6)
+    assert scores.labels(model.classes) == want_labels
+    np.testing.assert_array_equal(scores.indices, want_idx)
+    np.testing.assert_allclose(scores.probabilities, want_probs, rtol=1e-6)
+    np.testing.assert_allclose(scores.probabilities.sum(axis=1), 1.0, rtol=1e-5)

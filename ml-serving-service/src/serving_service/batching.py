@@ -1,20 +1,21 @@
-"""Micro-batching: concurrent requests share one forward pass.
+"""Micro-batching: concurrent requests share one forward pass and one softmax.
 
 A request hands its shaped batch to the batcher and awaits a future. The first request of an
 event-loop turn schedules the flush with `call_soon`, so every request whose bytes arrived in
 the same turn joins it; the flush concatenates the batches per model version, calls each model
-once and hands every request its slice of the logits. Under load (16 clients on one worker)
-the model runs once per turn instead of once per request; a lone request pays one extra loop
-hop, a few microseconds. The model still runs on the event loop thread: a hop to a thread
-pool costs more than the forward pass of a small model.
+once, turns the output into probabilities and classes once, and hands every request its rows.
+Under load (16 clients on one worker) the model runs once per turn instead of once per
+request; a lone request pays one extra loop hop, a few microseconds. The model still runs on
+the event loop thread: a hop to a thread pool costs more than the forward pass of a small
+model.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from serving_service.model import LoadedModel
 
@@ -23,18 +24,36 @@ from serving_service.model import LoadedModel
 JOIN_MAX_ROWS = 16
 
 
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """One request's rows of the model output: raw logits, softmax and class indices."""
+
+    logits: np.ndarray
+    probabilities: np.ndarray
+    indices: np.ndarray
+
+    def labels(self, classes: tuple[str, ...]) -> list[str]:
+        return [classes[i] for i in self.indices.tolist()]
+
+
+def score(model: LoadedModel, batch: np.ndarray) -> Scores:
+    """Scores of a batch already shaped by `LoadedModel.reshape_batch`, in one pass."""
+    logits, probs, idx = model.scores(batch)
+    return Scores(logits, probs, idx)
+
+
 class MicroBatcher:
     """Collects the small batches of one event-loop turn and scores them together."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[LoadedModel, np.ndarray, asyncio.Future[torch.Tensor]]] = []
+        self._pending: list[tuple[LoadedModel, np.ndarray, asyncio.Future[Scores]]] = []
 
-    async def logits(self, model: LoadedModel, batch: np.ndarray) -> torch.Tensor:
-        """This batch's rows of the model's output (the same numbers as `model.logits`)."""
+    async def scores(self, model: LoadedModel, batch: np.ndarray) -> Scores:
+        """This batch's rows of the model's scores (the same numbers as `score`)."""
         if len(batch) > JOIN_MAX_ROWS:
-            return model.logits(batch)
+            return score(model, batch)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[torch.Tensor] = loop.create_future()
+        future: asyncio.Future[Scores] = loop.create_future()
         self._pending.append((model, batch, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
@@ -42,7 +61,7 @@ class MicroBatcher:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        groups: dict[int, list[tuple[LoadedModel, np.ndarray, asyncio.Future[torch.Tensor]]]] = {}
+        groups: dict[int, list[tuple[LoadedModel, np.ndarray, asyncio.Future[Scores]]]] = {}
         for item in pending:
             # Identity, not version: a swap mid-turn must not mix two modules in one call.
             groups.setdefault(id(item[0]), []).append(item)
@@ -50,10 +69,21 @@ class MicroBatcher:
             model = items[0][0]
             try:
                 if len(items) == 1:
-                    outputs = [model.logits(items[0][1])]
+                    outputs = [score(model, items[0][1])]
                 else:
-                    joined = model.logits(np.concatenate([batch for _, batch, _ in items]))
-                    outputs = list(torch.split(joined, [len(batch) for _, batch, _ in items]))
+                    joined = score(model, np.concatenate([batch for _, batch, _ in items]))
+                    outputs = []
+                    start = 0
+                    for _, batch, _ in items:
+                        end = start + len(batch)
+                        outputs.append(
+                            Scores(
+                                joined.logits[start:end],
+                                joined.probabilities[start:end],
+                                joined.indices[start:end],
+                            )
+                        )
+                        start = end
             except Exception as exc:  # each caller gets the model's error, as without batching
                 for _, _, future in items:
                     if not future.done():

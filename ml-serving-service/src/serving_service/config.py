@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     monitor_window: int = Field(default=1000, ge=1)
     # Predictions whose ids are remembered for feedback (older ids answer 404).
     feedback_memory: int = Field(default=100_000, ge=1)
+    # FastAPI's native OpenTelemetry (spans, metrics, logs to a configured provider). Off:
+    # the service exports Prometheus metrics itself, and FastAPI's check for a configured
+    # provider alone costs about 20 us on every request.
+    otel_telemetry: bool = False
 
     @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:

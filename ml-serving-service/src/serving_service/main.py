@@ -1,5 +1,5 @@
 """ASGI entry point for uvicorn: `uvicorn serving_service.main:app`."""
 
-from serving_service.app import create_app
+from serving_service.app import create_app, serving_stack
 
-app = create_app()
+app = serving_stack(create_app())

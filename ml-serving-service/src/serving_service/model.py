@@ -8,6 +8,7 @@ graph call on a float32 tensor.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,10 @@ import yaml
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
+from serving_service.kernels import rows_where_faster, same_outputs, small_batch_graph
 from serving_service.monitoring import InputStats
+
+log = logging.getLogger(__name__)
 
 # A model as the hot path sees it: float32 batch in, logits (or a tuple holding them) out.
 Forward = Callable[[torch.Tensor], Any]
@@ -118,18 +122,26 @@ class LoadedModel:
         with torch.inference_mode():
             return self._forward(batch)
 
+    def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Logits, softmax probabilities and class indices of a shaped batch, as numpy.
+
+        The softmax runs in numpy: on the few rows of a request, each torch call costs
+        several microseconds of dispatch, more than the arithmetic.
+        """
+        with torch.inference_mode():
+            out = self._forward(batch)
+        # orjson serializes only C-contiguous arrays; a model may return a transposed view.
+        logits = np.ascontiguousarray(out.numpy())
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        probs = exp / exp.sum(axis=1, keepdims=True)
+        return logits, probs, shifted.argmax(axis=1)
+
     def classify(self, batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Labels, class indices and softmax probabilities for a shaped batch."""
-        return self.labels(self.logits(batch))
-
-    def labels(self, logits: torch.Tensor) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Labels, class indices and softmax probabilities from this model's logits."""
-        with torch.inference_mode():
-            probs = torch.softmax(logits, dim=1)
-            idx = probs.argmax(dim=1).numpy()
-            probs_np = probs.numpy()
+        _, probs, idx = self.scores(batch)
         classes = self.classes
-        return [classes[i] for i in idx.tolist()], idx, probs_np
+        return [classes[i] for i in idx.tolist()], idx, probs
 
     def _forward(self, batch: np.ndarray) -> torch.Tensor:
         out = self.module(torch.from_numpy(batch))
@@ -181,11 +193,11 @@ def read_artifact(model_dir: Path) -> ModelArtifact:
     if not pt2.is_file():
         # Pickled modules need their Python class and run arbitrary code when unpickled.
         raise ModelLoadError("only the 'pt2' (torch.export) serialization format is served")
+    instance_shape = _instance_shape(mlmodel)
     try:
-        module = fast_forward(torch.export.load(str(pt2)))
+        module = fast_forward(torch.export.load(str(pt2)), instance_shape)
     except Exception as exc:
         raise ModelLoadError(f"torch.export could not load model.pt2: {exc}") from exc
-    instance_shape = _instance_shape(mlmodel)
     return ModelArtifact(
         module=module,
         instance_shape=instance_shape,
@@ -204,10 +216,14 @@ class LiftedGraph:
     which cost more than the forward pass of a small CNN (about 230 us against 100 us per
     call for the default model). Shapes are validated by `LoadedModel.reshape_batch` instead,
     and the smoke test runs the graph at batch sizes 1 and 2 before a version is served.
+    Batches of up to `small_rows` rows run a copy with small-batch convolutions
+    (`kernels.py`), when timing at load showed it faster.
     """
 
     def __init__(self, program: ExportedProgram) -> None:
         self._graph = program.graph_module
+        self._small_graph: torch.fx.GraphModule | None = None
+        self.small_rows = 0
         weights = {**program.state_dict, **program.constants}
         self._leading = tuple(
             weights[spec.target]
@@ -216,11 +232,41 @@ class LiftedGraph:
         )
 
     def __call__(self, batch: torch.Tensor) -> Any:
+        if len(batch) <= self.small_rows and self._small_graph is not None:
+            return self._small_graph(*self._leading, batch)
         return self._graph(*self._leading, batch)
 
+    @property
+    def graph(self) -> torch.fx.GraphModule:
+        return self._graph
 
-def fast_forward(program: ExportedProgram) -> Forward:
-    """The lifted graph when the program is a plain single-input, single-output function.
+    def use_small_batch_graph(self, graph: torch.fx.GraphModule, rows: int) -> None:
+        """Run batches of up to `rows` rows through `graph` (same signature, same outputs)."""
+        self._small_graph, self.small_rows = graph, rows
+
+    def tune(self, instance_shape: tuple[int, ...]) -> None:
+        """Use the small-batch convolutions up to the batch size where they measured faster."""
+        small = small_batch_graph(self._graph)
+        if small is None:
+            return
+
+        def default(batch: torch.Tensor) -> Any:
+            return self._graph(*self._leading, batch)
+
+        def candidate(batch: torch.Tensor) -> Any:
+            return small(*self._leading, batch)
+
+        if not same_outputs(default, candidate, instance_shape):
+            log.warning("small-batch convolutions disagree with the exported graph; not used")
+            return
+        rows = rows_where_faster(default, candidate, instance_shape)
+        if rows:
+            self.use_small_batch_graph(small, rows)
+        log.info("small-batch convolutions used up to %d rows", rows)
+
+
+def fast_forward(program: ExportedProgram, instance_shape: tuple[int, ...]) -> Forward:
+    """The lifted (and tuned) graph when the program is a plain single-input function.
 
     Anything else (several inputs, buffers mutated in place, tokens) keeps the safe
     `program.module()`.
@@ -237,7 +283,9 @@ def fast_forward(program: ExportedProgram) -> Forward:
         and [spec.kind for spec in specs.output_specs] == [OutputKind.USER_OUTPUT]
     )
     if plain:
-        return LiftedGraph(program)
+        lifted = LiftedGraph(program)
+        lifted.tune(instance_shape)
+        return lifted
     module: Forward = program.module()
     return module
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving_service.config import Settings
-from serving_service.model import LoadedModel
+from serving_service.scoring import ScoringError, parse_json_object
 from serving_service.slot import ModelSlot, VersionCache
 from serving_service.watcher import AliasWatcher
 
@@ -64,32 +64,17 @@ VersionCacheDep = Annotated[VersionCache, Depends(get_version_cache)]
 TokenDep = Annotated[None, Depends(require_token)]
 
 
-def current_model(slot: ModelSlot) -> LoadedModel:
-    """The alias's model, or 503 naming what is missing."""
-    model = slot.current
-    if model is None:
-        raise HTTPException(status_code=503, detail=slot.missing_detail())
-    return model
-
-
 async def json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or 422 saying why it is not one."""
-    body = await request.body()
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(
-            status_code=422,
-            detail=f"body is not valid JSON ({exc}); NaN and Infinity are not JSON numbers",
-        ) from exc
-    if not isinstance(data, dict):
-        raise HTTPException(status_code=422, detail="body must be a JSON object")
-    return data
+        return parse_json_object(await request.body())
+    except ScoringError as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
 
 
-def orjson_response(content: Any, status_code: int = 200) -> Response:
-    return Response(
-        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status_code,
-        media_type="application/json",
-    )
+async def scoring_response(answer: Awaitable[bytes]) -> Response:
+    """A `Scorer` answer as a JSON response, its `ScoringError` as the matching HTTP error."""
+    try:
+        return Response(await answer, media_type="application/json")
+    except ScoringError as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.detail) from exc

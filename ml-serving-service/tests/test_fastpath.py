@@ -1,0 +1,105 @@
+"""The scoring fast path answers exactly like the FastAPI routes it bypasses.
+
+Both are driven in-process through httpx's ASGI transport: `serving_stack(app)` (what
+uvicorn runs) and the bare FastAPI `app`, whose /v1/predict and /invocations routes call the
+same `Scorer`. The real-server tests (test_predict, test_invocations, test_bad_input) cover
+the fast path over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from serving_service.app import create_app, serving_stack
+from serving_service.config import Settings
+from serving_service.model import LoadedModel
+
+X = np.random.default_rng(0).random((3, 8, 8)).round(4).tolist()
+
+CASES: list[tuple[str, dict[str, str], bytes | dict[str, Any]]] = [
+    ("/v1/predict", {}, {"instances": X}),
+    ("/v1/predict", {}, {"instances": X[:1], "version": "1"}),
+    ("/v1/predict", {}, b"{not json"),
+    ("/v1/predict", {}, {"images": X}),
+    ("/v1/predict", {}, {"instances": []}),
+    ("/v1/predict", {}, {"instances": [[1.0, 2.0]]}),
+    ("/v1/predict", {}, {"instances": X * 2}),  # 6 > MAX_BATCH_SIZE=5
+    ("/invocations", {}, {"inputs": X}),
+    ("/invocations", {}, {"dataframe_split": {"data": np.reshape(X, (3, 64)).tolist()}}),
+    ("/invocations", {"content-type": "text/csv"}, b"1,2,3"),
+    ("/invocations", {}, {"inputs": X, "instances": X}),
+]
+
+
+def _app(with_model: bool = True) -> Any:
+    settings = Settings(
+        environment="local", max_batch_size=5, mlflow_tracking_uri="http://127.0.0.1:9"
+    )
+    app = create_app(settings)
+    if with_model:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+        app.state.slot.current = LoadedModel(
+            name="image-classifier", version="1", run_id=None, module=net,
+            instance_shape=(1, 8, 8), classes=tuple(str(i) for i in range(10)),
+        )  # fmt: skip
+    return app
+
+
+async def _post(app: Any, path: str, headers: dict[str, str], body: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        if isinstance(body, bytes):
+            headers = {"content-type": "application/json", **headers}
+            return await client.post(path, content=body, headers=headers)
+        return await client.post(path, json=body, headers=headers)
+
+
+def _comparable(response: httpx.Response) -> tuple[int, Any]:
+    body = response.json()
+    if isinstance(body, dict) and "prediction_ids" in body:
+        # Ids are unique per prediction; their number and form must agree.
+        assert all(isinstance(i, str) and i for i in body["prediction_ids"])
+        body["prediction_ids"] = len(body["prediction_ids"])
+    return response.status_code, body
+
+
+@pytest.mark.parametrize(("path", "headers", "body"), CASES)
+def test_fast_path_and_routes_answer_alike(
+    path: str, headers: dict[str, str], body: bytes | dict[str, Any]
+) -> None:
+    app = _app()
+    fast = asyncio.run(_post(serving_stack(app), path, headers, body))
+    routed = asyncio.run(_post(app, path, headers, body))
+    assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    assert _comparable(fast) == _comparable(routed)
+    assert fast.headers["x-request-id"]
+
+
+def test_no_model_is_the_same_503_on_both_paths() -> None:
+    app = _app(with_model=False)
+    fast = asyncio.run(_post(serving_stack(app), "/v1/predict", {}, {"instances": X}))
+    routed = asyncio.run(_post(app, "/v1/predict", {}, {"instances": X}))
+    assert fast.status_code == routed.status_code == 503
+    assert fast.json() == routed.json()
+    assert "production" in fast.json()["detail"]
+
+
+def test_other_requests_pass_through_to_fastapi() -> None:
+    app = serving_stack(_app())
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/v1/predict"), await client.get("/health")
+
+    wrong_method, health = asyncio.run(run())
+    assert wrong_method.status_code == 405
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.headers["x-request-id"]
