@@ -88,9 +88,10 @@ class ServiceProcess:
         return True
 
     def kill(self) -> None:
-        """SIGKILL, like a crash or an OOM kill: no shutdown code runs."""
+        """SIGKILL to the service and its training worker, like a container killed for
+        memory: no shutdown code runs anywhere, so nothing ends the job's MLflow run."""
         assert self.process is not None
-        self.process.kill()
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(30)
 
     def stop(self) -> None:

@@ -26,6 +26,7 @@ from training_service.middleware import (
     RequestIdMiddleware,
     RequestMetricsMiddleware,
 )
+from training_service.recovery import close_interrupted_runs
 from training_service.worker import InlineJobExecutor, ProcessJobExecutor, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     interrupted = runner.start()
     if interrupted:
         log.warning("%d job(s) were interrupted by the last shutdown", len(interrupted))
+        open_runs = [(job.job_id, job.run_id) for job in interrupted if job.run_id]
+        if open_runs:
+            threading.Thread(
+                target=close_interrupted_runs,
+                args=(settings.mlflow_tracking_uri, open_runs),
+                name="close-interrupted-runs",
+                daemon=True,
+            ).start()
     app.state.datasets, app.state.runner = datasets, runner
     try:
         yield

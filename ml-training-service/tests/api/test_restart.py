@@ -1,9 +1,11 @@
-"""A killed service loses no job: finished jobs stay, running ones are failed with a reason."""
+"""A killed service loses no job: finished jobs stay, running ones are failed with a reason,
+and the MLflow run of an interrupted job is ended as FAILED instead of staying RUNNING."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from mlflow import MlflowClient
 from support import AUTH, ServiceProcess, wait_for_job, wait_until
 
 
@@ -37,6 +39,18 @@ def test_jobs_survive_a_crash(mlflow_uri: str, tmp_path: Path) -> None:
             assert lost["status"] == "failed"
             assert "stopped while this job was running" in lost["error"]
             assert lost["finished_at"] is not None
+            client = MlflowClient(mlflow_uri)
+            assert lost["run_id"], "the run id is recorded when the run starts"
+            wait_until(
+                lambda: client.get_run(lost["run_id"]).info.status == "FAILED",
+                120,
+                "the interrupted job's MLflow run to be ended as FAILED",
+            )
+            run = client.get_run(lost["run_id"])
+            assert "stopped while this run was in progress" in run.data.tags["failure"]
+            assert run.info.end_time is not None
+            completed = client.get_run(finished["run_id"])
+            assert completed.info.status == "FINISHED"  # runs that ended are left alone
             assert {j["job_id"] for j in http.get("/v1/jobs").json()["jobs"]} == {
                 done,
                 busy["job_id"],
