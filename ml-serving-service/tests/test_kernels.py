@@ -89,7 +89,7 @@ def test_batches_up_to_the_measured_size_take_the_small_batch_graph() -> None:
     small = kernels.small_batch_graph(lifted.graph)
     assert small is not None
     lifted.use_small_batch_graph(small, rows=4)
-    assert _ran_slow_kernel(lifted, 1)
+    assert _ran_slow_kernel(lifted, 2)
     assert _ran_slow_kernel(lifted, 4)
     assert not _ran_slow_kernel(lifted, 5)
 
@@ -129,3 +129,15 @@ def test_disagreeing_graphs_are_detected() -> None:
 
     assert kernels.same_outputs(default, default, SHAPE)
     assert not kernels.same_outputs(default, shifted, SHAPE)
+
+
+def test_a_failing_small_batch_graph_leaves_the_model_as_exported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> bool:
+        raise RuntimeError("kernel not implemented for this dtype")
+
+    monkeypatch.setattr("serving_service.model.same_outputs", broken)
+    forward = fast_forward(_export(_cnn()), SHAPE)
+    assert isinstance(forward, LiftedGraph) and forward.small_rows == 0
+    assert not _ran_slow_kernel(forward, 4)  # (at 1 row torch itself may pick that kernel)

@@ -256,10 +256,14 @@ class LiftedGraph:
         def candidate(batch: torch.Tensor) -> Any:
             return small(*self._leading, batch)
 
-        if not same_outputs(default, candidate, instance_shape):
-            log.warning("small-batch convolutions disagree with the exported graph; not used")
+        try:
+            if not same_outputs(default, candidate, instance_shape):
+                log.warning("small-batch convolutions disagree with the exported graph; not used")
+                return
+            rows = rows_where_faster(default, candidate, instance_shape)
+        except Exception as exc:  # an optimization must never cost a valid model its load
+            log.warning("small-batch convolutions not used: %s", exc)
             return
-        rows = rows_where_faster(default, candidate, instance_shape)
         if rows:
             self.use_small_batch_graph(small, rows)
         log.info("small-batch convolutions used up to %d rows", rows)
