@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from serving_service.batching import MicroBatcher, Scores, score
-from serving_service.model import LoadedModel
+from serving_service.batching import MicroBatcher
+from serving_service.model import LoadedModel, Scores
 
 
 class CountingNet(torch.nn.Module):
@@ -44,7 +44,7 @@ def test_one_turn_is_one_forward_pass_with_each_requests_rows() -> None:
     net = CountingNet(0)
     model = _model(net, "1")
     batches = _batches([1, 3, 1, 5])
-    expected = [score(model, b) for b in batches]
+    expected = [model.scores(b) for b in batches]
     net.calls.clear()
 
     async def run() -> list[Scores]:

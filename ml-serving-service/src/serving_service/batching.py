@@ -13,33 +13,14 @@ model.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import numpy as np
 
-from serving_service.model import LoadedModel
+from serving_service.model import LoadedModel, Scores
 
 # Requests with more rows than this run alone: they gain nothing from sharing a call, and
 # joined into thousands of rows they made every request of the turn wait for all of them.
 JOIN_MAX_ROWS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Scores:
-    """One request's rows of the model output: raw logits, softmax and class indices."""
-
-    logits: np.ndarray
-    probabilities: np.ndarray
-    indices: np.ndarray
-
-    def labels(self, classes: tuple[str, ...]) -> list[str]:
-        return [classes[i] for i in self.indices.tolist()]
-
-
-def score(model: LoadedModel, batch: np.ndarray) -> Scores:
-    """Scores of a batch already shaped by `LoadedModel.reshape_batch`, in one pass."""
-    logits, probs, idx = model.scores(batch)
-    return Scores(logits, probs, idx)
 
 
 class MicroBatcher:
@@ -49,9 +30,9 @@ class MicroBatcher:
         self._pending: list[tuple[LoadedModel, np.ndarray, asyncio.Future[Scores]]] = []
 
     async def scores(self, model: LoadedModel, batch: np.ndarray) -> Scores:
-        """This batch's rows of the model's scores (the same numbers as `score`)."""
+        """This batch's rows of the model's scores (the same numbers as `model.scores`)."""
         if len(batch) > JOIN_MAX_ROWS:
-            return score(model, batch)
+            return model.scores(batch)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scores] = loop.create_future()
         self._pending.append((model, batch, future))
@@ -69,21 +50,13 @@ class MicroBatcher:
             model = items[0][0]
             try:
                 if len(items) == 1:
-                    outputs = [score(model, items[0][1])]
+                    outputs = [model.scores(items[0][1])]
                 else:
-                    joined = score(model, np.concatenate([batch for _, batch, _ in items]))
-                    outputs = []
-                    start = 0
-                    for _, batch, _ in items:
-                        end = start + len(batch)
-                        outputs.append(
-                            Scores(
-                                joined.logits[start:end],
-                                joined.probabilities[start:end],
-                                joined.indices[start:end],
-                            )
-                        )
-                        start = end
+                    joined = model.scores(np.concatenate([batch for _, batch, _ in items]))
+                    ends = np.cumsum([len(batch) for _, batch, _ in items]).tolist()
+                    outputs = [
+                        joined.rows(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)
+                    ]
             except Exception as exc:  # each caller gets the model's error, as without batching
                 for _, _, future in items:
                     if not future.done():

@@ -54,6 +54,23 @@ class ModelArtifact:
     input_stats: InputStats | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Rows of a model's output: raw logits, softmax probabilities and class indices."""
+
+    logits: np.ndarray
+    probabilities: np.ndarray
+    indices: np.ndarray
+
+    def labels(self, classes: tuple[str, ...]) -> list[str]:
+        return [classes[i] for i in self.indices.tolist()]
+
+    def rows(self, start: int, end: int) -> Scores:
+        return Scores(
+            self.logits[start:end], self.probabilities[start:end], self.indices[start:end]
+        )
+
+
 @dataclass
 class LoadedModel:
     """One registered version ready to answer; immutable once published to a slot."""
@@ -122,7 +139,7 @@ class LoadedModel:
         with torch.inference_mode():
             return self._forward(batch)
 
-    def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def scores(self, batch: np.ndarray) -> Scores:
         """Logits, softmax probabilities and class indices of a shaped batch, as numpy.
 
         The softmax runs in numpy: on the few rows of a request, each torch call costs
@@ -135,13 +152,12 @@ class LoadedModel:
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         probs = exp / exp.sum(axis=1, keepdims=True)
-        return logits, probs, shifted.argmax(axis=1)
+        return Scores(logits, probs, shifted.argmax(axis=1))
 
     def classify(self, batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Labels, class indices and softmax probabilities for a shaped batch."""
-        _, probs, idx = self.scores(batch)
-        classes = self.classes
-        return [classes[i] for i in idx.tolist()], idx, probs
+        scores = self.scores(batch)
+        return scores.labels(self.classes), scores.indices, scores.probabilities
 
     def _forward(self, batch: np.ndarray) -> torch.Tensor:
         out = self.module(torch.from_numpy(batch))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -66,15 +67,20 @@ TokenDep = Annotated[None, Depends(require_token)]
 
 async def json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or 422 saying why it is not one."""
-    try:
-        return parse_json_object(await request.body())
-    except ScoringError as exc:
-        raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
+    body = await request.body()
+    with scoring_errors_as_http():
+        return parse_json_object(body)
 
 
 async def scoring_response(answer: Awaitable[bytes]) -> Response:
     """A `Scorer` answer as a JSON response, its `ScoringError` as the matching HTTP error."""
-    try:
+    with scoring_errors_as_http():
         return Response(await answer, media_type="application/json")
+
+
+@contextmanager
+def scoring_errors_as_http() -> Iterator[None]:
+    try:
+        yield
     except ScoringError as exc:
         raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
