@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from serving_service import kernels
-from serving_service.model import LiftedGraph, fast_forward
+from serving_service.graph import LiftedGraph, fast_forward
 
 SHAPE = (1, 8, 8)
 
@@ -137,7 +137,7 @@ def test_a_failing_small_batch_graph_leaves_the_model_as_exported(
     def broken(*_: object) -> bool:
         raise RuntimeError("kernel not implemented for this dtype")
 
-    monkeypatch.setattr("serving_service.model.same_outputs", broken)
+    monkeypatch.setattr("serving_service.graph.same_outputs", broken)
     forward = fast_forward(_export(_cnn()), SHAPE)
     assert isinstance(forward, LiftedGraph) and forward.small_rows == 0
     assert not _ran_slow_kernel(forward, 4)  # (at 1 row torch itself may pick that kernel)

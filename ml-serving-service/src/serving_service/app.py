@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from serving_service import SERVICE_NAME, __version__
-from serving_service.api.routes import feedback, invocations, model, ops, predict
+from serving_service.api.routes import feedback, invocations, model, operations, predict
 from serving_service.batching import MicroBatcher
 from serving_service.config import Settings, get_settings
 from serving_service.fastpath import ScoringFastPath
-from serving_service.metrics import TelemetryMiddleware
+from serving_service.middleware import TelemetryMiddleware
 from serving_service.monitoring import new_monitor
 from serving_service.registry import Registry
 from serving_service.scoring import Scorer
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         monitor=app.state.monitor,
     )
 
-    routers = (predict.router, invocations.router, feedback.router, ops.router, model.router)
+    routers = (predict.router, invocations.router, feedback.router, operations.router, model.router)
     for router in routers:
         app.include_router(router)
 

@@ -1,23 +1,19 @@
-"""Prometheus metrics (names fixed by the team contract) and the ASGI middleware that feeds them."""
+"""Prometheus metrics (names fixed by the team contract) and the helpers that update them.
+
+Every metric the service exports is defined here; `middleware.py` feeds the HTTP ones,
+`scoring.py` the prediction counts, `watcher.py` the swaps and registry state and
+`monitoring.py` the live accuracy, feedback and drift score.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import re
-from time import perf_counter
+from collections.abc import Callable, Iterator
 from typing import Any
-from uuid import uuid4
 
-from prometheus_client import Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from serving_service.logs import REQUEST_ID
-
-log = logging.getLogger("serving_service.requests")
-# Request ids taken from clients: printable tokens such as uuids or Airflow's
-# "<dag_id>/manual__2026-11-26T08:00:00+00:00"; anything else is replaced by a new id.
-_SANE_ID = re.compile(rb"[A-Za-z0-9._:/+=@~-]{1,200}")
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
@@ -45,6 +41,16 @@ MODEL_SWAPS = Counter(
     ["result"],
 )
 REGISTRY_UP = Gauge("model_registry_up", "1 when the last registry poll succeeded")
+FEEDBACK = Counter(
+    "model_feedback_total",
+    "Feedback outcomes received for predictions, by model version",
+    ["version", "outcome"],
+)
+LIVE_ACCURACY = Gauge(
+    "model_live_accuracy",
+    "Accuracy of the model version over its most recent feedback window",
+    ["version"],
+)
 
 for _result in ("success", "load_failed", "smoke_test_failed"):
     MODEL_SWAPS.labels(result=_result)
@@ -81,60 +87,39 @@ def publish_model_version(name: str, alias: str, version: str, previous: str | N
     MODEL_VERSION_INFO.labels(name=name, alias=alias, version=version).set(1)
 
 
-class TelemetryMiddleware:
-    """Request id, metrics and debug request logs in one pure ASGI layer.
-
-    A few microseconds per request, unlike BaseHTTPMiddleware. The request id is the
-    `X-Request-ID` header when it is a sane token, else a new one; it is echoed on the
-    response and set in `REQUEST_ID` for every log line written while handling the request.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._children: dict[tuple[str, str, str], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = perf_counter()
-        status = 500
-        request_id = _request_id(scope["headers"])
-        token = REQUEST_ID.set(request_id)
-        id_header = (b"x-request-id", request_id.encode())
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            elapsed = perf_counter() - start
-            # The route template (not the raw path) keeps label cardinality bounded.
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            key = (scope["method"], path, str(status))
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = (
-                    HTTP_LATENCY.labels(*key),
-                    HTTP_REQUESTS.labels(*key),
-                )
-            child[0].observe(elapsed)
-            child[1].inc()
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s -> %s in %.1f ms", key[0], scope["path"], status, elapsed * 1e3)
-            REQUEST_ID.reset(token)
+def count_feedback(version: str, correct: bool, accuracy: float) -> None:
+    """One feedback outcome of `version`, and its live accuracy after it."""
+    LIVE_ACCURACY.labels(version=version).set(accuracy)
+    FEEDBACK.labels(version=version, outcome="correct" if correct else "wrong").inc()
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    for name, value in headers:
-        if name == b"x-request-id":
-            if _SANE_ID.fullmatch(value):
-                return value.decode()
-            break
-    return uuid4().hex
+# What `LiveMonitor.drift` returns: {"version", "score", ...}, or None before any input.
+DriftSource = Callable[[], dict[str, Any] | None]
+
+
+class _DriftCollector(Collector):
+    """`model_input_drift_score{version}`, computed at scrape time (not on the hot path)."""
+
+    def __init__(self) -> None:
+        self.source: DriftSource = lambda: None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "model_input_drift_score",
+            "Mean standardized shift of the live per-pixel input mean from the training data",
+            labels=["version"],
+        )
+        drift = self.source()
+        if drift is not None and drift["score"] is not None:
+            family.add_metric([drift["version"]], drift["score"])
+        yield family
+
+
+_INPUT_DRIFT = _DriftCollector()
+REGISTRY.register(_INPUT_DRIFT)
+
+
+def export_drift(source: DriftSource) -> None:
+    """Report `source()` as `model_input_drift_score` (one app per process; tests make several,
+    and the newest one's is reported)."""
+    _INPUT_DRIFT.source = source

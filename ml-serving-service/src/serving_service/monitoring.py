@@ -13,29 +13,16 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict, deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prometheus_client import REGISTRY, Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+
+from serving_service.metrics import count_feedback, export_drift
 
 # Added to the training std so that pixels that never vary (digit borders) do not turn the
 # smallest shift into an infinite score; inputs are in 0..1, so 0.1 is "a tenth of the range".
 DRIFT_STD_FLOOR = 0.1
-
-FEEDBACK = Counter(
-    "model_feedback_total",
-    "Feedback outcomes received for predictions, by model version",
-    ["version", "outcome"],
-)
-LIVE_ACCURACY = Gauge(
-    "model_live_accuracy",
-    "Accuracy of the model version over its most recent feedback window",
-    ["version"],
-)
 
 
 class UnknownPrediction(KeyError):
@@ -197,8 +184,7 @@ class LiveMonitor:
         predicted = issued.labels[i]
         correct = predicted == label
         outcomes = self._outcomes.setdefault(issued.version, _Outcomes(self.window))
-        LIVE_ACCURACY.labels(version=issued.version).set(outcomes.add(correct))
-        FEEDBACK.labels(version=issued.version, outcome="correct" if correct else "wrong").inc()
+        count_feedback(issued.version, correct, outcomes.add(correct))
         return {
             "prediction_id": prediction_id,
             "model_version": issued.version,
@@ -225,31 +211,8 @@ class LiveMonitor:
         return {"window": self.window, "accuracy": self.accuracy(), "drift": self.drift()}
 
 
-class DriftCollector(Collector):
-    """`model_input_drift_score{version}`, computed at scrape time (not on the hot path)."""
-
-    def __init__(self, monitors: list[LiveMonitor]) -> None:
-        self._monitors = monitors
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "model_input_drift_score",
-            "Mean standardized shift of the live per-pixel input mean from the training data",
-            labels=["version"],
-        )
-        for monitor in self._monitors:
-            drift = monitor.drift()
-            if drift is not None and drift["score"] is not None:
-                family.add_metric([drift["version"]], drift["score"])
-        yield family
-
-
-_MONITORS: list[LiveMonitor] = []
-REGISTRY.register(DriftCollector(_MONITORS))
-
-
 def new_monitor(window: int, remembered: int) -> LiveMonitor:
     """A monitor whose drift score is exported on /metrics (one per app; tests make several)."""
     monitor = LiveMonitor(window, remembered)
-    _MONITORS[:] = [monitor]
+    export_drift(monitor.drift)
     return monitor

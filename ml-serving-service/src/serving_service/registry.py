@@ -21,7 +21,8 @@ import mlflow  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from serving_service.model import LoadedModel, ModelLoadError, parse_classes, read_artifact  # noqa: E402
+from serving_service.mlmodel import ModelLoadError, parse_classes, read_artifact  # noqa: E402
+from serving_service.model import LoadedModel  # noqa: E402
 
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 

@@ -19,7 +19,8 @@ import orjson
 from serving_service.batching import MicroBatcher
 from serving_service.config import Settings
 from serving_service.metrics import count_predictions
-from serving_service.model import InvalidInput, LoadedModel, ModelLoadError, SmokeTestError
+from serving_service.mlmodel import ModelLoadError
+from serving_service.model import InvalidInput, LoadedModel, SmokeTestError
 from serving_service.monitoring import LiveMonitor
 from serving_service.registry import RegistryUnavailable, VersionNotFound
 from serving_service.slot import ModelSlot, VersionCache

@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 
 from serving_service.metrics import MODEL_SWAPS, REGISTRY_UP, publish_model_version
-from serving_service.model import ModelLoadError, SmokeTestError
+from serving_service.mlmodel import ModelLoadError
+from serving_service.model import SmokeTestError
 from serving_service.registry import Registry, RegistryUnavailable, VersionNotFound
 from serving_service.slot import ModelSlot
 

@@ -1,4 +1,10 @@
-"""Shared request wiring: typed access to app state, auth, fast JSON in and out."""
+"""Shared request wiring: typed access to app state, auth, fast JSON in and out.
+
+The routes other than scoring take what they need as typed dependencies (`SlotDep`,
+`MonitorDep`, ...). The scoring routes (`/v1/predict`, `/invocations`) take only the
+`Request` and call `app.state.scorer`: dependency solving costs more per request than a
+small model's forward pass (they are normally answered by `fastpath.py` anyway).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,9 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from serving_service.config import Settings
+from serving_service.monitoring import LiveMonitor
 from serving_service.scoring import ScoringError, parse_json_object
-from serving_service.slot import ModelSlot, VersionCache
+from serving_service.slot import ModelSlot
 from serving_service.watcher import AliasWatcher
 
 _bearer = HTTPBearer(auto_error=False)
@@ -37,13 +44,19 @@ async def get_watcher(request: Request) -> AliasWatcher:
     return watcher
 
 
-async def get_version_cache(request: Request) -> VersionCache:
-    cache: VersionCache = request.app.state.versions
-    return cache
+async def get_monitor(request: Request) -> LiveMonitor:
+    monitor: LiveMonitor = request.app.state.monitor
+    return monitor
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SlotDep = Annotated[ModelSlot, Depends(get_slot)]
+WatcherDep = Annotated[AliasWatcher, Depends(get_watcher)]
+MonitorDep = Annotated[LiveMonitor, Depends(get_monitor)]
 
 
 async def require_token(
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Bearer API_TOKEN on mutating endpoints; open only when no token is configured (local)."""
@@ -58,10 +71,6 @@ async def require_token(
         )
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-SlotDep = Annotated[ModelSlot, Depends(get_slot)]
-WatcherDep = Annotated[AliasWatcher, Depends(get_watcher)]
-VersionCacheDep = Annotated[VersionCache, Depends(get_version_cache)]
 TokenDep = Annotated[None, Depends(require_token)]
 
 

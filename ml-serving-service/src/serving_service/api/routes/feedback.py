@@ -5,29 +5,21 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
-from serving_service.api.deps import json_object
-from serving_service.api.schemas import (
-    ErrorResponse,
-    FeedbackRequest,
-    FeedbackResponse,
-    request_body,
-)
+from serving_service.api.deps import MonitorDep, json_object
+from serving_service.api.responses import errors
+from serving_service.api.schemas import FeedbackRequest, FeedbackResponse, request_body
 from serving_service.monitoring import FeedbackAlreadyGiven, InvalidLabel, UnknownPrediction
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 422)
-}
 
 
 @router.post(
     "/feedback",
     response_model=FeedbackResponse,
-    responses=_ERRORS,
+    responses=errors(404, 409, 422),
     openapi_extra=request_body(FeedbackRequest),
 )
-async def feedback(request: Request) -> dict[str, Any]:
+async def feedback(request: Request, monitor: MonitorDep) -> dict[str, Any]:
     """Record whether a prediction was right; each prediction counts once."""
     # Parsed here like the scoring routes, so a body that is not JSON is a 422 that says so
     # (FastAPI's own body parsing answers 400 to bytes that are not UTF-8).
@@ -39,7 +31,7 @@ async def feedback(request: Request) -> dict[str, Any]:
         )
         raise HTTPException(status_code=422, detail=detail) from exc
     try:
-        result: dict[str, Any] = request.app.state.monitor.feedback(body.prediction_id, body.label)
+        result = monitor.feedback(body.prediction_id, body.label)
     except UnknownPrediction as exc:
         raise HTTPException(status_code=404, detail=exc.args[0]) from exc
     except FeedbackAlreadyGiven as exc:

@@ -10,12 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from serving_service.api.deps import scoring_response
-from serving_service.api.schemas import (
-    ErrorResponse,
-    InvocationsRequest,
-    InvocationsResponse,
-    request_body,
-)
+from serving_service.api.responses import errors
+from serving_service.api.schemas import InvocationsRequest, InvocationsResponse, request_body
 
 router = APIRouter(tags=["mlflow"])
 
@@ -23,11 +19,12 @@ router = APIRouter(tags=["mlflow"])
 @router.post(
     "/invocations",
     response_model=InvocationsResponse,
-    responses={code: {"model": ErrorResponse} for code in (413, 415, 422, 503)},
+    responses=errors(413, 415, 422, 503),
     openapi_extra=request_body(InvocationsRequest),
 )
 async def invocations(request: Request) -> Response:
     """Score a batch sent in any of MLflow's JSON input formats."""
+    # The Request and app state, no Depends, for speed like /v1/predict (see api/deps.py).
     body = await request.body()
     content_type = request.headers.get("content-type")
     return await scoring_response(request.app.state.scorer.invocations(body, content_type))

@@ -1,15 +1,16 @@
 """GET /v1/model and POST /v1/model/reload: what serves the alias, and re-resolving it now."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from serving_service.api.deps import SlotDep, TokenDep, WatcherDep
-from serving_service.api.schemas import ErrorResponse, LiveMonitoring, ModelInfo, ReloadResponse
+from serving_service.api.deps import MonitorDep, SlotDep, TokenDep, WatcherDep
+from serving_service.api.responses import errors
+from serving_service.api.schemas import LiveMonitoring, ModelInfo, ReloadResponse
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
 
 
 @router.get("", response_model=ModelInfo)
-async def model_info(request: Request, slot: SlotDep) -> ModelInfo:
+async def model_info(slot: SlotDep, monitor: MonitorDep) -> ModelInfo:
     """The serving version, its run's metrics, whether the registry answers, live monitoring."""
     model = slot.current
     registry = {True: "reachable", False: "unreachable", None: "unknown"}[slot.registry_reachable]
@@ -25,11 +26,11 @@ async def model_info(request: Request, slot: SlotDep) -> ModelInfo:
         registry=registry,  # type: ignore[arg-type]
         last_error=slot.last_error,
         refused_versions=dict(slot.refused),
-        live=LiveMonitoring.model_validate(request.app.state.monitor.report()),
+        live=LiveMonitoring.model_validate(monitor.report()),
     )
 
 
-@router.post("/reload", response_model=ReloadResponse, responses={401: {"model": ErrorResponse}})
+@router.post("/reload", response_model=ReloadResponse, responses=errors(401))
 async def reload_model(slot: SlotDep, watcher: WatcherDep, _: TokenDep) -> ReloadResponse:
     """Re-resolve the alias now (also retries a version refused before)."""
     result = await watcher.check(retry_refused=True)

@@ -6,9 +6,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving_service import SERVICE_NAME, __version__
 from serving_service.api.deps import SlotDep
-from serving_service.api.schemas import ErrorResponse, Status, VersionResponse
+from serving_service.api.responses import errors
+from serving_service.api.schemas import Status, VersionResponse
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", response_model=Status)
@@ -17,7 +18,7 @@ async def health() -> Status:
     return Status(status="ok")
 
 
-@router.get("/ready", response_model=Status, responses={503: {"model": ErrorResponse}})
+@router.get("/ready", response_model=Status, responses=errors(503))
 async def ready(slot: SlotDep) -> Status:
     """200 once a model serves the alias; stays 200 while MLflow is down."""
     if slot.current is None:
