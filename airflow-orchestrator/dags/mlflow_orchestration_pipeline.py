@@ -1,27 +1,29 @@
 """
 ### mlflow_orchestration_pipeline
 
-Every six hours: snapshot a data set, train a model on it, wait for the job, look the new model
-version up in MLflow, score it through the serving service on held-out digits, and check that
-every step produced what the next one needs and that accuracy >= `min_accuracy`.
+Every six hours (or when triggered): snapshot a data set, train a model on it, wait for the job,
+look the new model version up in MLflow, score it through the serving service on held-out
+digits, and check that every step produced what the next one needs and that accuracy >=
+`min_accuracy`.
 
 The DAG holds no ML code: each step is a call to the training service, MLflow or the serving
-service through the connections `training_service`, `mlflow` and `serving_service`.
-`submit_training_job` sends `Idempotency-Key: <run_id>`, so a retried task never starts a
-second job. The new version gets the `staging` alias from the training service;
-`model_management` decides whether it goes to production.
+service through the connections `training_service`, `mlflow` and `serving_service`, and each
+step hands its answer to the next as an XComArg. `submit_training_job` sends
+`Idempotency-Key: <run_id>`, so a retried task never starts a second job. The new version gets
+the `staging` alias from the training service; `model_management` decides whether it goes to
+production.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 from orchestration import registry
 from orchestration.alerts import PipelineAlertNotifier
-from orchestration.findings import QUALITY_GATE_FAILED, CheckFailed, Finding
-from orchestration.quality_gates import holdout_accuracy, missing_outputs
+from orchestration.findings import CheckFailed
+from orchestration.quality_gates import holdout_accuracy, pipeline_finding, pipeline_summary
 from orchestration.service_http import (
     SERVING_CONN_ID,
     TRAINING_CONN_ID,
@@ -29,15 +31,7 @@ from orchestration.service_http import (
     service_operator,
 )
 from orchestration.task_defaults import default_task_args
-from orchestration.training_jobs import wait_for_training_job
-
-# What each step must hand over for the run to count as a pipeline that worked end to end.
-REQUIRED_OUTPUTS = {
-    "create_dataset_snapshot": ["dataset_id", "sha256", "n_test"],
-    "wait_for_training_job": ["job_id", "status", "model_version", "metrics"],
-    "fetch_model_version": ["name", "version", "run_id"],
-    "run_inference": ["version", "accuracy", "n_samples"],
-}
+from orchestration.training_jobs import training_job_sensor
 
 
 @dag(
@@ -48,6 +42,8 @@ REQUIRED_OUTPUTS = {
     tags=["mlops", "training", "mlflow"],
     doc_md=__doc__,
     default_args=default_task_args(on_failure_callback=[PipelineAlertNotifier()]),
+    # Schemas and defaults of the run params. The function's arguments repeat the defaults
+    # (Airflow requires them) and pass each param to the tasks, resolved per run.
     params={
         "dataset_source": Param("digits", type="string", enum=["digits", "folder"]),
         "dataset_path": Param(None, type=["null", "string"], description="folder source only"),
@@ -60,37 +56,52 @@ REQUIRED_OUTPUTS = {
         "min_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
     },
 )
-def mlflow_orchestration_pipeline() -> None:
+def mlflow_orchestration_pipeline(
+    dataset_source: str = "digits",
+    dataset_path: str | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    epochs: int = 10,
+    batch_size: int = 64,
+    learning_rate: float = 0.01,
+    holdout_samples: int = 200,
+    min_accuracy: float = 0.8,
+) -> None:
     create_dataset_snapshot = service_operator(
         task_id="create_dataset_snapshot",
         conn_id=TRAINING_CONN_ID,
         endpoint="/v1/datasets",
-        data=(
-            "{{ {'source': params.dataset_source, 'path': params.dataset_path,"
-            " 'test_fraction': params.test_fraction, 'seed': params.seed} | tojson }}"
-        ),
+        body={
+            "source": dataset_source,
+            "path": dataset_path,
+            "test_fraction": test_fraction,
+            "seed": seed,
+        },
     )
 
     submit_training_job = service_operator(
         task_id="submit_training_job",
         conn_id=TRAINING_CONN_ID,
         endpoint="/v1/train",
-        data=(
-            "{{ {'dataset_id': ti.xcom_pull(task_ids='create_dataset_snapshot')['dataset_id'],"
-            " 'epochs': params.epochs, 'batch_size': params.batch_size,"
-            " 'learning_rate': params.learning_rate, 'seed': params.seed,"
-            " 'register': true} | tojson }}"
-        ),
+        body={
+            "dataset_id": create_dataset_snapshot.output["dataset_id"],
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "register": True,
+        },
         # The run id names the job: a retry or a re-run of this task finds the same job.
         headers={"Idempotency-Key": "{{ run_id }}"},
     )
 
-    wait_for_job = wait_for_training_job("wait_for_training_job", "submit_training_job")
+    wait_for_training_job = training_job_sensor(
+        "wait_for_training_job", submit_training_job.output["status_url"]
+    )
 
     @task
-    def fetch_holdout_samples(dataset: dict[str, Any]) -> dict[str, Any]:
+    def fetch_holdout_samples(dataset: dict[str, Any], limit: int) -> dict[str, Any]:
         """Held-out (test split) digits of the snapshot, with their labels."""
-        limit = get_current_context()["params"]["holdout_samples"]
         return call_service(
             TRAINING_CONN_ID,
             "GET",
@@ -134,56 +145,23 @@ def mlflow_orchestration_pipeline() -> None:
         job: dict[str, Any],
         model_version: dict[str, Any],
         inference: dict[str, Any],
+        min_accuracy: float,
     ) -> dict[str, Any]:
         """Gate: every step's output is there, versions agree, accuracy >= min_accuracy."""
-        min_accuracy = get_current_context()["params"]["min_accuracy"]
-        outputs = {
-            "create_dataset_snapshot": dataset,
-            "wait_for_training_job": job,
-            "fetch_model_version": model_version,
-            "run_inference": inference,
-        }
-        failures = [f"missing output {name}" for name in missing_outputs(outputs, REQUIRED_OUTPUTS)]
-        if str(job.get("model_version")) != model_version.get("version"):
-            failures.append(
-                f"job registered v{job.get('model_version')}, MLflow returned "
-                f"v{model_version.get('version')}"
-            )
-        if inference.get("served_version") != inference.get("version"):
-            failures.append(
-                f"serving answered with v{inference.get('served_version')} "
-                f"instead of v{inference.get('version')}"
-            )
-        accuracy = inference.get("accuracy")
-        if accuracy is not None and accuracy < min_accuracy:
-            failures.append(f"held-out accuracy {accuracy:.4f} < min_accuracy {min_accuracy}")
-        if failures:
-            details = {
-                "version": model_version.get("version"),
-                "accuracy": accuracy,
-                "min_accuracy": min_accuracy,
-                "n_samples": inference.get("n_samples"),
-            }
-            finding = Finding(QUALITY_GATE_FAILED, "; ".join(failures), details)
+        outputs = (dataset, job, model_version, inference)
+        if finding := pipeline_finding(*outputs, min_accuracy=min_accuracy):
             raise CheckFailed("pipeline validation failed", [finding])
-        summary = {
-            "dataset_id": dataset["dataset_id"],
-            "job_id": job["job_id"],
-            "model_version": model_version["version"],
-            "train_test_accuracy": (job.get("metrics") or {}).get("test_accuracy"),
-            "holdout_accuracy": accuracy,
-        }
+        summary = pipeline_summary(*outputs)
         print(f"pipeline OK: {summary}")
         return summary
 
+    # The operators above are wired by the XComArgs they take; the tasks below, likewise.
     dataset = create_dataset_snapshot.output
-    job = wait_for_job.output
-    samples = fetch_holdout_samples(dataset)
+    job = wait_for_training_job.output
+    samples = fetch_holdout_samples(dataset, holdout_samples)
     model_version = fetch_model_version(job)
     inference = run_inference(model_version, samples)
-
-    create_dataset_snapshot >> submit_training_job >> wait_for_job
-    validate_pipeline(dataset, job, model_version, inference)
+    validate_pipeline(dataset, job, model_version, inference, min_accuracy)
 
 
 mlflow_orchestration_pipeline()

@@ -1,13 +1,16 @@
 """
 ### model_management
 
-Daily care of the registered model `image-classifier` (param `model_name`):
+Every day, care of the registered model `model_name` (default `image-classifier`): promote the
+version that carries `staging_alias` (default `staging`, set by the training service) to
+`production_alias` (default `production`, the alias the serving service loads) when it passes
+the quality gate, have serving load it, clean up old versions and check serving's health.
 
 1. `list_model_versions`: every version with its tags, and the alias map, from MLflow.
-2. `validate_staging_version`: the `staging` version must have `test_accuracy` > `min_accuracy`
+2. `validate_staging_version`: the staging version must have `test_accuracy` > `min_accuracy`
    and be no worse than production by more than `max_regression`. A rejected candidate fails
    this task (and alerts); no candidate, or staging == production, is a no-op.
-3. `promote_to_production`: moves the `production` alias to the staging version (MLflow REST).
+3. `promote_to_production`: moves the production alias to the staging version (MLflow REST).
 4. `reload_serving_model`: asks the serving service to load the production version now.
 5. `cleanup_old_versions`: deletes versions older than `retention_days` that carry no alias.
 6. `monitor_serving_service`: reads the serving service's `/v1/model` and `/metrics`: version
@@ -15,15 +18,14 @@ Daily care of the registered model `image-classifier` (param `model_name`):
    has seen `min_requests` requests); and `/v1/model`'s `live` section: the production
    version's live accuracy >= `min_live_accuracy` (once it has `min_feedback` outcomes) and the
    input drift score <= `max_input_drift`. A live check that cannot be judged is not applied.
-
 7. `fail_run_if_a_check_failed`: runs only when a task above failed (`trigger_rule=one_failed`)
    and fails, so the run shows red even though cleanup and monitoring ran; otherwise skipped.
 
+Cleanup and monitoring run even when promotion did not (`trigger_rule=all_done`).
 Alerts: every task's `on_failure_callback` is `PipelineAlertNotifier`, which logs the failure
 and posts it as JSON to the `alert_webhook` connection when that connection exists, with a
 `kind` (`quality_gate_failed`, `serving_unhealthy`, `live_accuracy_drop`, `input_drift`,
 `task_failed`) and the numbers behind it in `details`.
-Cleanup and monitoring run even when promotion did not (`trigger_rule=all_done`).
 """
 
 from __future__ import annotations
@@ -31,31 +33,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from orchestration import registry
 from orchestration.alerts import PipelineAlertNotifier
-from orchestration.findings import QUALITY_GATE_FAILED, CheckFailed, Finding
+from orchestration.findings import CheckFailed
 from orchestration.live_quality import describe, evaluate_live_quality
-from orchestration.quality_gates import decide_promotion, versions_to_clean
+from orchestration.quality_gates import decide_promotion, promotion_finding, versions_to_clean
 from orchestration.service_http import SERVING_CONN_ID, call_service
 from orchestration.serving_health import evaluate_serving_health, unhealthy_finding
 from orchestration.task_defaults import default_task_args
-
-
-def _params() -> dict[str, Any]:
-    return dict(get_current_context()["params"])
-
-
-def _version(registry_state: dict[str, Any], alias: str) -> dict[str, Any] | None:
-    """The version an alias points to, from the listing (or MLflow if the listing lacks it)."""
-    number = registry_state["aliases"].get(alias)
-    if number is None:
-        return None
-    for version in registry_state["versions"]:
-        if version["version"] == number:
-            return version
-    return registry.get_model_version(registry_state["model_name"], number)
 
 
 @dag(
@@ -66,8 +53,12 @@ def _version(registry_state: dict[str, Any], alias: str) -> dict[str, Any] | Non
     tags=["mlops", "registry", "monitoring"],
     doc_md=__doc__,
     default_args=default_task_args(on_failure_callback=[PipelineAlertNotifier()]),
+    # Schemas and defaults of the run params. The function's arguments repeat the defaults
+    # (Airflow requires them) and pass each param to the tasks, resolved per run.
     params={
         "model_name": Param("image-classifier", type="string", minLength=1),
+        "staging_alias": Param("staging", type="string", minLength=1),
+        "production_alias": Param("production", type="string", minLength=1),
         "min_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
         "max_regression": Param(0.02, type="number", minimum=0, maximum=1),
         "retention_days": Param(30, type="integer", minimum=1),
@@ -79,54 +70,65 @@ def _version(registry_state: dict[str, Any], alias: str) -> dict[str, Any] | Non
         "max_input_drift": Param(0.5, type="number", exclusiveMinimum=0),
     },
 )
-def model_management() -> None:
+def model_management(
+    # The same defaults as the serving service's MODEL_NAME and MODEL_ALIAS settings.
+    model_name: str = "image-classifier",
+    staging_alias: str = "staging",
+    production_alias: str = "production",
+    min_accuracy: float = 0.8,
+    max_regression: float = 0.02,
+    retention_days: int = 30,
+    max_error_rate: float = 0.05,
+    max_p99_latency_seconds: float = 2.5,
+    min_requests: int = 100,
+    min_live_accuracy: float = 0.8,
+    min_feedback: int = 20,
+    max_input_drift: float = 0.5,
+) -> None:
     @task
-    def list_model_versions() -> dict[str, Any]:
+    def list_model_versions(model_name: str) -> dict[str, Any]:
         """Versions (oldest first) and aliases of the registered model."""
-        name = _params()["model_name"]
-        state = {
-            "model_name": name,
-            "aliases": registry.get_aliases(name),
-            "versions": registry.search_model_versions(name),
-        }
-        print(f"{name}: {len(state['versions'])} versions, aliases {state['aliases']}")
-        return state
+        listing = registry.list_model(model_name)
+        print(f"{model_name}: {len(listing['versions'])} versions, aliases {listing['aliases']}")
+        return listing
 
     @task
-    def validate_staging_version(registry_state: dict[str, Any]) -> dict[str, Any]:
+    def validate_staging_version(
+        listing: dict[str, Any],
+        staging_alias: str,
+        production_alias: str,
+        min_accuracy: float,
+        max_regression: float,
+    ) -> dict[str, Any]:
         """Quality gate on the staging version; raises when the candidate is not good enough."""
-        params = _params()
-        candidate = _version(registry_state, registry.STAGING_ALIAS)
-        production = _version(registry_state, registry.PRODUCTION_ALIAS)
+        candidate = registry.aliased_version(listing, staging_alias)
+        production = registry.aliased_version(listing, production_alias)
+        limits = {"min_accuracy": min_accuracy, "max_regression": max_regression}
         decision = decide_promotion(
             candidate,
             production,
-            min_accuracy=params["min_accuracy"],
-            max_regression=params["max_regression"],
+            staging_alias=staging_alias,
+            production_alias=production_alias,
+            **limits,
         )
         print(f"promotion decision: {decision}")
-        if decision.rejected:
-            details = {
-                "version": decision.candidate,
-                "accuracy": (candidate or {}).get("test_accuracy"),
-                "min_accuracy": params["min_accuracy"],
-                "production_version": decision.production,
-                "production_accuracy": (production or {}).get("test_accuracy"),
-                "max_regression": params["max_regression"],
-            }
-            finding = Finding(QUALITY_GATE_FAILED, "; ".join(decision.reasons), details)
+        if finding := promotion_finding(decision, candidate, production, **limits):
             raise CheckFailed("staging version rejected", [finding])
         return decision.to_dict()
 
     @task
-    def promote_to_production(decision: dict[str, Any]) -> dict[str, Any]:
+    def promote_to_production(
+        decision: dict[str, Any], model_name: str, production_alias: str
+    ) -> dict[str, Any]:
         """Move the production alias to the approved version (no-op when nothing to promote)."""
         if not decision["promote"]:
             print(f"nothing to promote: {'; '.join(decision['reasons'])}")
             return {"promoted": False, "production": decision["production"]}
-        name = _params()["model_name"]
-        registry.set_alias(name, registry.PRODUCTION_ALIAS, decision["candidate"])
-        print(f"{name}: production v{decision['production']} -> v{decision['candidate']}")
+        registry.set_alias(model_name, production_alias, decision["candidate"])
+        print(
+            f"{model_name}: {production_alias} v{decision['production']} "
+            f"-> v{decision['candidate']}"
+        )
         return {
             "promoted": True,
             "production": decision["candidate"],
@@ -134,30 +136,29 @@ def model_management() -> None:
         }
 
     @task
-    def reload_serving_model(promotion: dict[str, Any]) -> dict[str, Any]:
+    def reload_serving_model(promotion: dict[str, Any], production_alias: str) -> dict[str, Any]:
         """Have the serving service load the production version now, not at its next poll."""
         if promotion["production"] is None:
-            raise AirflowSkipException("no production version yet: nothing to load")
+            raise AirflowSkipException(f"no {production_alias} version yet: nothing to load")
         body = call_service(SERVING_CONN_ID, "POST", "/v1/model/reload", bearer=True)
         if str(body.get("version")) != str(promotion["production"]):
             # Retryable: serving may have read the registry just before the alias moved.
             raise RuntimeError(
-                f"serving reloaded v{body.get('version')} but production is "
+                f"serving reloaded v{body.get('version')} but {production_alias} is "
                 f"v{promotion['production']}"
             )
         return body
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def cleanup_old_versions(registry_state: dict[str, Any]) -> dict[str, Any]:
+    def cleanup_old_versions(listing: dict[str, Any], retention_days: int) -> dict[str, Any]:
         """Delete versions older than retention_days that no alias points to."""
-        params = _params()
-        name = params["model_name"]
+        name = listing["model_name"]
         aliases = registry.get_aliases(name)  # fresh: promotion may have just moved one
         stale = versions_to_clean(
-            registry_state["versions"],
+            listing["versions"],
             aliases,
             now_ms=int(time.time() * 1000),
-            retention_days=params["retention_days"],
+            retention_days=retention_days,
         )
         for version in stale:
             registry.delete_model_version(name, version)
@@ -165,32 +166,29 @@ def model_management() -> None:
         return {"deleted": stale, "aliases": aliases}
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def monitor_serving_service() -> dict[str, Any]:
+    def monitor_serving_service(
+        model_name: str,
+        production_alias: str,
+        health_limits: dict[str, Any],
+        live_limits: dict[str, Any],
+    ) -> dict[str, Any]:
         """Version served, 5xx rate, p99 latency, live accuracy and input drift within limits."""
-        params = _params()
-        expected = registry.get_aliases(params["model_name"]).get(registry.PRODUCTION_ALIAS)
+        expected = registry.get_aliases(model_name).get(production_alias)
         model_info = call_service(SERVING_CONN_ID, "GET", "/v1/model")
         health = evaluate_serving_health(
             model_info,
             call_service(SERVING_CONN_ID, "GET", "/metrics", raw=True),
             expected_version=expected,
-            max_error_rate=params["max_error_rate"],
-            max_p99_latency_seconds=params["max_p99_latency_seconds"],
-            min_requests=params["min_requests"],
+            alias=production_alias,
+            **health_limits,
         )
         print(f"serving health: {health}")
-        unhealthy = unhealthy_finding(
-            health,
-            max_error_rate=params["max_error_rate"],
-            max_p99_latency_seconds=params["max_p99_latency_seconds"],
-            min_requests=params["min_requests"],
-        )
+        unhealthy = unhealthy_finding(health, **health_limits)
         live, live_findings = evaluate_live_quality(
             model_info,
             version=expected or health["served_version"],
-            min_live_accuracy=params["min_live_accuracy"],
-            min_feedback=params["min_feedback"],
-            max_input_drift=params["max_input_drift"],
+            alias=production_alias,
+            **live_limits,
         )
         for line in describe(live):
             print(line)
@@ -205,21 +203,30 @@ def model_management() -> None:
         """Watcher: the run's leaves would otherwise be the all_done tasks, which succeed."""
         raise AirflowFailException("a check of this run failed; its alert has the details")
 
-    registry_state = list_model_versions()
-    decision = validate_staging_version(registry_state)
-    promotion = promote_to_production(decision)
-    reloaded = reload_serving_model(promotion)
-    cleanup = cleanup_old_versions(registry_state)
-    monitor = monitor_serving_service()
+    listing = list_model_versions(model_name)
+    decision = validate_staging_version(
+        listing, staging_alias, production_alias, min_accuracy, max_regression
+    )
+    promotion = promote_to_production(decision, model_name, production_alias)
+    reloaded = reload_serving_model(promotion, production_alias)
+    cleanup = cleanup_old_versions(listing, retention_days)
+    monitor = monitor_serving_service(
+        model_name,
+        production_alias,
+        health_limits={
+            "max_error_rate": max_error_rate,
+            "max_p99_latency_seconds": max_p99_latency_seconds,
+            "min_requests": min_requests,
+        },
+        live_limits={
+            "min_live_accuracy": min_live_accuracy,
+            "min_feedback": min_feedback,
+            "max_input_drift": max_input_drift,
+        },
+    )
+    # Housekeeping and monitoring come after promotion, whatever its outcome (all_done).
     reloaded >> cleanup >> monitor
-    [
-        registry_state,
-        decision,
-        promotion,
-        reloaded,
-        cleanup,
-        monitor,
-    ] >> fail_run_if_a_check_failed()
+    [listing, decision, promotion, reloaded, cleanup, monitor] >> fail_run_if_a_check_failed()
 
 
 model_management()

@@ -41,7 +41,7 @@ EXPECTATIONS = (
         "/v1/datasets",
         201,
         ("dataset_id", "sha256", "n_test"),
-        "pipeline.create_dataset_snapshot (+ REQUIRED_OUTPUTS), simple.predict_sample_images",
+        "pipeline.create_dataset_snapshot (+ quality_gates.PIPELINE_OUTPUTS), simple DAG",
         headers=("Authorization",),
     ),
     Expectation(
@@ -49,8 +49,8 @@ EXPECTATIONS = (
         "POST",
         "/v1/train",
         202,
-        ("job_id",),
-        "service_operator submit_training_job / start_training; the sensor pulls job_id",
+        ("status_url",),
+        "service_operator submit_training_job / start_training; the sensor polls status_url",
         headers=("Idempotency-Key", "Authorization"),
     ),
     Expectation(

@@ -76,6 +76,8 @@ EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "model_management": {
         "model_name": "image-classifier",
+        "staging_alias": "staging",
+        "production_alias": "production",
         "min_accuracy": 0.8,
         "max_regression": 0.02,
         "retention_days": 30,
@@ -150,3 +152,19 @@ def test_failures_alert_through_the_notifier(dagbag: Any, dag_id: str) -> None:
             assert not callbacks  # the failed check already alerted
         else:
             assert any(isinstance(cb, PipelineAlertNotifier) for cb in callbacks), task.task_id
+
+
+@pytest.mark.parametrize(
+    "dag_id", ["mlflow_orchestration_pipeline", "model_management", "simple_image_classifier"]
+)
+def test_outputs_flow_as_xcomargs_not_jinja_pulls(dagbag: Any, dag_id: str) -> None:
+    for task in dagbag.dags[dag_id].tasks:
+        for field in task.template_fields:
+            assert "xcom_pull" not in repr(getattr(task, field)), (task.task_id, field)
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_PARAM_DEFAULTS))
+def test_every_param_has_a_schema(dagbag: Any, dag_id: str) -> None:
+    params = dagbag.dags[dag_id].params
+    for name in params:
+        assert params.get_param(name).schema.get("type"), f"{dag_id}.{name} is not validated"

@@ -96,3 +96,9 @@ def test_null_accuracy_is_not_applied() -> None:
     entry = {"feedback": 30, "correct": 0, "accuracy": None}
     summary, findings = evaluate_live_quality(_info({"7": entry}), version="7", **LIMITS)
     assert findings == [] and summary["accuracy"]["note"] == "live accuracy of v7 is null"
+
+
+def test_no_version_under_the_alias_is_not_applied_and_names_the_alias() -> None:
+    summary, findings = evaluate_live_quality(_info(), version=None, alias="live", **LIMITS)
+    assert findings == []
+    assert summary["accuracy"]["note"] == "no live version"

@@ -232,3 +232,32 @@ def test_live_checks_that_cannot_judge_are_not_applied_and_the_run_passes(
     assert live["accuracy"]["note"] == f"v{version} has 19 of min_feedback 20 outcomes"
     assert live["drift"]["note"] == f"v{version} has no reference input statistics"
     assert world.alerts == []
+
+
+def test_model_name_and_aliases_are_params_threaded_through_every_call(
+    run_dag: Any, world: World
+) -> None:
+    # A registry and a serving service set up with MODEL_NAME=digits, MODEL_ALIAS=live.
+    world.model_name, world.serving_alias = "digits", "live"
+    production = world.register_version(0.93, aliases=("live",))
+    candidate = world.register_version(0.95, aliases=("candidate",))
+    _serve(world, production)
+
+    result = run_dag(
+        DAG_ID, {"model_name": "digits", "staging_alias": "candidate", "production_alias": "live"}
+    )
+
+    assert result.state == "success", result.task_states
+    assert world.aliases == {"live": candidate, "candidate": candidate}
+    [promotion] = world.calls("mlflow", "POST", "/api/2.0/mlflow/registered-models/alias")
+    assert promotion["body"] == {"name": "digits", "alias": "live", "version": candidate}
+    assert world.serving_version == candidate
+    assert result.xcom("monitor_serving_service")["expected_version"] == candidate
+    registry_calls = [r for r in world.requests if r["service"] == "mlflow"]
+    searches = {r["query"]["filter"] for r in registry_calls if r["path"].endswith("/search")}
+    named = {
+        r["query"].get("name") or (r["body"] or {}).get("name")
+        for r in registry_calls
+        if not r["path"].endswith("/search")
+    }
+    assert (searches, named) == ({"name='digits'"}, {"digits"})

@@ -1,14 +1,23 @@
-"""Quality gates: accuracy, missing outputs, the promotion rule and the retention rule."""
+"""Quality gates: accuracy, missing outputs, the pipeline gate, promotion and retention rules."""
 
 from __future__ import annotations
 
+import ast
+from typing import Any
+
 import pytest
+from orchestration.findings import QUALITY_GATE_FAILED
 from orchestration.quality_gates import (
     decide_promotion,
     holdout_accuracy,
     missing_outputs,
+    pipeline_finding,
+    pipeline_summary,
+    promotion_finding,
     versions_to_clean,
 )
+
+from tests.conftest import DAGS_FOLDER
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -85,3 +94,109 @@ def test_only_old_versions_without_alias_are_cleaned() -> None:
     # v3 got the production alias after the listing was taken: the fresh alias map protects it.
     stale = versions_to_clean(versions, {"production": "3"}, now_ms=now, retention_days=30)
     assert stale == ["1"]
+
+
+def _pipeline_outputs() -> dict[str, dict[str, Any]]:
+    """What a run that worked hands over, step by step (the arguments of pipeline_finding)."""
+    return {
+        "dataset": {"dataset_id": "d1", "sha256": "ab", "n_test": 360},
+        "job": {
+            "job_id": "j1",
+            "status": "succeeded",
+            "model_version": 3,
+            "metrics": {"test_accuracy": 0.97},
+        },
+        "model_version": {"name": "image-classifier", "version": "3", "run_id": "r3"},
+        "inference": {"version": "3", "served_version": "3", "accuracy": 0.95, "n_samples": 200},
+    }
+
+
+def test_pipeline_that_worked_passes_and_is_summarized() -> None:
+    outputs = _pipeline_outputs()
+    assert pipeline_finding(**outputs, min_accuracy=0.8) is None
+    assert pipeline_summary(**outputs) == {
+        "dataset_id": "d1",
+        "job_id": "j1",
+        "model_version": "3",
+        "train_test_accuracy": 0.97,
+        "holdout_accuracy": 0.95,
+    }
+
+
+def test_pipeline_gate_reports_every_failure_with_the_numbers() -> None:
+    outputs = _pipeline_outputs()
+    outputs["dataset"]["sha256"] = ""
+    outputs["job"]["model_version"] = 2  # the job and MLflow disagree
+    outputs["inference"]["served_version"] = "1"  # serving ignored the version asked for
+    outputs["inference"]["accuracy"] = 0.5
+
+    finding = pipeline_finding(**outputs, min_accuracy=0.8)
+
+    assert finding is not None and finding.kind == QUALITY_GATE_FAILED
+    assert finding.message == (
+        "missing output create_dataset_snapshot.sha256; job registered v2, MLflow returned v3; "
+        "serving answered with v1 instead of v3; held-out accuracy 0.5000 < min_accuracy 0.8"
+    )
+    assert finding.details == {
+        "version": "3",
+        "accuracy": 0.5,
+        "min_accuracy": 0.8,
+        "n_samples": 200,
+    }
+
+
+def test_rejected_candidate_becomes_a_finding_with_both_versions() -> None:
+    candidate, production = _version("2", 0.75), _version("1", 0.93)
+    decision = decide_promotion(candidate, production, min_accuracy=0.8, max_regression=0.02)
+
+    finding = promotion_finding(
+        decision, candidate, production, min_accuracy=0.8, max_regression=0.02
+    )
+
+    assert finding is not None and finding.kind == QUALITY_GATE_FAILED
+    assert finding.message == "; ".join(decision.reasons)
+    assert finding.details == {
+        "version": "2",
+        "accuracy": 0.75,
+        "min_accuracy": 0.8,
+        "production_version": "1",
+        "production_accuracy": 0.93,
+        "max_regression": 0.02,
+    }
+    good = _version("2", 0.95)
+    promoted = decide_promotion(good, production, min_accuracy=0.8, max_regression=0.02)
+    assert (
+        promotion_finding(promoted, good, production, min_accuracy=0.8, max_regression=0.02) is None
+    )
+
+
+def test_promotion_reasons_name_the_aliases_in_use() -> None:
+    def decide(candidate: dict | None, production: dict | None) -> Any:
+        return decide_promotion(
+            candidate,
+            production,
+            min_accuracy=0.8,
+            max_regression=0.02,
+            staging_alias="candidate",
+            production_alias="live",
+        )
+
+    none = decide(None, None)
+    worse = decide(_version("2", 0.85), _version("1", 0.93))
+    assert none.reasons == ["no version carries the candidate alias"]
+    assert worse.reasons == [
+        "candidate v2 accuracy 0.8500 regresses more than 0.02 below live v1 (0.9300)"
+    ]
+
+
+def test_gates_do_no_io() -> None:
+    """The gates judge what the tasks fetched: no HTTP, registry or Airflow task API in here."""
+    tree = ast.parse((DAGS_FOLDER / "orchestration" / "quality_gates.py").read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    allowed = {"__future__", "collections.abc", "dataclasses", "typing", "orchestration.findings"}
+    assert imported <= allowed, imported - allowed

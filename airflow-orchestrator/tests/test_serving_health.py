@@ -107,3 +107,16 @@ def test_failed_checks_become_one_serving_unhealthy_finding_with_the_limits() ->
         MODEL, METRICS, expected_version="7", **limits | {"max_error_rate": 0.1}
     )
     assert unhealthy_finding(healthy, **limits) is None
+
+
+def test_the_version_check_names_the_alias_it_compared_with() -> None:
+    health = evaluate_serving_health(
+        MODEL,
+        METRICS,
+        expected_version="8",
+        alias="live",
+        max_error_rate=1.0,
+        max_p99_latency_seconds=10.0,
+        min_requests=20,
+    )
+    assert health["failures"] == ["serving answers with v7, live alias is v8"]

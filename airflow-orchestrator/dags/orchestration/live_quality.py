@@ -21,11 +21,16 @@ from orchestration.findings import INPUT_DRIFT, LIVE_ACCURACY_DROP, Finding
 
 
 def _accuracy_check(
-    live: dict[str, Any], version: str | None, *, min_live_accuracy: float, min_feedback: int
+    live: dict[str, Any],
+    version: str | None,
+    *,
+    alias: str,
+    min_live_accuracy: float,
+    min_feedback: int,
 ) -> tuple[dict[str, Any], Finding | None]:
     summary: dict[str, Any] = {"version": version, "threshold": min_live_accuracy}
     if version is None:
-        return {**summary, "applied": False, "note": "no production version"}, None
+        return {**summary, "applied": False, "note": f"no {alias} version"}, None
     entry = (live.get("accuracy") or {}).get(str(version))
     if not entry:
         note = f"no feedback recorded for v{version} yet"
@@ -101,18 +106,23 @@ def evaluate_live_quality(
     model_info: dict[str, Any],
     *,
     version: str | None,
+    alias: str = "production",
     min_live_accuracy: float,
     min_feedback: int,
     max_input_drift: float,
 ) -> tuple[dict[str, Any], list[Finding]]:
-    """Both live checks for ``version`` (the production version): a summary and the findings."""
+    """Both live checks for ``version``, the one ``alias`` points to: a summary and findings."""
     live = model_info.get("live")
     if not isinstance(live, dict):
         note = "serving reports no live section (an older serving service)"
         skipped = {"applied": False, "note": note}
         return {"window": None, "accuracy": skipped, "drift": skipped}, []
     accuracy, accuracy_finding = _accuracy_check(
-        live, version, min_live_accuracy=min_live_accuracy, min_feedback=min_feedback
+        live,
+        version,
+        alias=alias,
+        min_live_accuracy=min_live_accuracy,
+        min_feedback=min_feedback,
     )
     drift, drift_finding = _drift_check(live, max_input_drift=max_input_drift)
     findings = [f for f in (accuracy_finding, drift_finding) if f is not None]

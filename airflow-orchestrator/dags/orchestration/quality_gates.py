@@ -1,6 +1,8 @@
 """Quality gates of the pipeline as plain functions: the DAG tasks call them, tests too.
 
-Each gate returns or raises with a reason a person can act on; none of them does I/O.
+Each gate returns its verdict with reasons a person can act on, and a failing gate returns the
+``Finding`` its task raises in ``CheckFailed`` (the alert's ``kind`` and ``details``). None of
+them does I/O: the tasks fetch what a gate judges and pass it in, aliases included.
 """
 
 from __future__ import annotations
@@ -8,6 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from orchestration.findings import QUALITY_GATE_FAILED, Finding
+
+# What each step of mlflow_orchestration_pipeline must hand over for the run to count as a
+# pipeline that worked end to end (task id -> keys of its XCom).
+PIPELINE_OUTPUTS = {
+    "create_dataset_snapshot": ["dataset_id", "sha256", "n_test"],
+    "wait_for_training_job": ["job_id", "status", "model_version", "metrics"],
+    "fetch_model_version": ["name", "version", "run_id"],
+    "run_inference": ["version", "accuracy", "n_samples"],
+}
 
 
 def holdout_accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
@@ -32,6 +45,64 @@ def missing_outputs(outputs: Mapping[str, Any], required: Mapping[str, Sequence[
     return missing
 
 
+def pipeline_finding(
+    dataset: dict[str, Any],
+    job: dict[str, Any],
+    model_version: dict[str, Any],
+    inference: dict[str, Any],
+    *,
+    min_accuracy: float,
+) -> Finding | None:
+    """Gate of ``validate_pipeline``: every step handed over its outputs, the job, MLflow and
+    serving agree on the version, and held-out accuracy >= ``min_accuracy``. None when it passes.
+    """
+    outputs = {
+        "create_dataset_snapshot": dataset,
+        "wait_for_training_job": job,
+        "fetch_model_version": model_version,
+        "run_inference": inference,
+    }
+    failures = [f"missing output {name}" for name in missing_outputs(outputs, PIPELINE_OUTPUTS)]
+    if str(job.get("model_version")) != model_version.get("version"):
+        failures.append(
+            f"job registered v{job.get('model_version')}, MLflow returned "
+            f"v{model_version.get('version')}"
+        )
+    if inference.get("served_version") != inference.get("version"):
+        failures.append(
+            f"serving answered with v{inference.get('served_version')} "
+            f"instead of v{inference.get('version')}"
+        )
+    accuracy = inference.get("accuracy")
+    if accuracy is not None and accuracy < min_accuracy:
+        failures.append(f"held-out accuracy {accuracy:.4f} < min_accuracy {min_accuracy}")
+    if not failures:
+        return None
+    details = {
+        "version": model_version.get("version"),
+        "accuracy": accuracy,
+        "min_accuracy": min_accuracy,
+        "n_samples": inference.get("n_samples"),
+    }
+    return Finding(QUALITY_GATE_FAILED, "; ".join(failures), details)
+
+
+def pipeline_summary(
+    dataset: dict[str, Any],
+    job: dict[str, Any],
+    model_version: dict[str, Any],
+    inference: dict[str, Any],
+) -> dict[str, Any]:
+    """What a run that passed ``pipeline_finding`` produced, for its XCom and log."""
+    return {
+        "dataset_id": dataset["dataset_id"],
+        "job_id": job["job_id"],
+        "model_version": model_version["version"],
+        "train_test_accuracy": (job.get("metrics") or {}).get("test_accuracy"),
+        "holdout_accuracy": inference.get("accuracy"),
+    }
+
+
 @dataclass
 class PromotionDecision:
     """Outcome of ``decide_promotion``: promote or not, and why."""
@@ -52,26 +123,30 @@ def decide_promotion(
     *,
     min_accuracy: float,
     max_regression: float,
+    staging_alias: str = "staging",
+    production_alias: str = "production",
 ) -> PromotionDecision:
     """Promote the staging version when it beats ``min_accuracy`` and does not regress.
 
-    ``candidate``/``production`` are registry versions with a ``test_accuracy`` (None when the
-    tag is missing). No candidate, or a candidate that already is production, is a no-op.
+    ``candidate``/``production`` are the registry versions the two aliases point to, each with a
+    ``test_accuracy`` (None when the tag is missing); the alias names only word the reasons.
+    No candidate, or a candidate that already is production, is a no-op.
     """
     prod_version = production["version"] if production else None
     if candidate is None:
         return PromotionDecision(
-            False, None, prod_version, ["no version carries the staging alias"]
+            False, None, prod_version, [f"no version carries the {staging_alias} alias"]
         )
     version = candidate["version"]
     if version == prod_version:
         return PromotionDecision(False, version, prod_version, [f"v{version} already serves"])
+    staged = f"{staging_alias} v{version}"
     reasons = []
     accuracy = candidate.get("test_accuracy")
     if accuracy is None:
-        reasons.append(f"staging v{version} has no test_accuracy tag")
+        reasons.append(f"{staged} has no test_accuracy tag")
     elif not accuracy > min_accuracy:
-        reasons.append(f"staging v{version} accuracy {accuracy:.4f} <= min_accuracy {min_accuracy}")
+        reasons.append(f"{staged} accuracy {accuracy:.4f} <= min_accuracy {min_accuracy}")
     prod_accuracy = production.get("test_accuracy") if production else None
     if (
         accuracy is not None
@@ -79,12 +154,34 @@ def decide_promotion(
         and accuracy < prod_accuracy - max_regression
     ):
         reasons.append(
-            f"staging v{version} accuracy {accuracy:.4f} regresses more than "
-            f"{max_regression} below production v{prod_version} ({prod_accuracy:.4f})"
+            f"{staged} accuracy {accuracy:.4f} regresses more than "
+            f"{max_regression} below {production_alias} v{prod_version} ({prod_accuracy:.4f})"
         )
     if reasons:
         return PromotionDecision(False, version, prod_version, reasons, rejected=True)
-    return PromotionDecision(True, version, prod_version, [f"staging v{version} passes all gates"])
+    return PromotionDecision(True, version, prod_version, [f"{staged} passes all gates"])
+
+
+def promotion_finding(
+    decision: PromotionDecision,
+    candidate: dict[str, Any] | None,
+    production: dict[str, Any] | None,
+    *,
+    min_accuracy: float,
+    max_regression: float,
+) -> Finding | None:
+    """The ``quality_gate_failed`` finding of a rejected candidate; None when not rejected."""
+    if not decision.rejected:
+        return None
+    details = {
+        "version": decision.candidate,
+        "accuracy": (candidate or {}).get("test_accuracy"),
+        "min_accuracy": min_accuracy,
+        "production_version": decision.production,
+        "production_accuracy": (production or {}).get("test_accuracy"),
+        "max_regression": max_regression,
+    }
+    return Finding(QUALITY_GATE_FAILED, "; ".join(decision.reasons), details)
 
 
 def versions_to_clean(

@@ -1,8 +1,9 @@
 """MLflow model registry over its REST API (``/api/2.0/mlflow``), through the ``mlflow`` connection.
 
-Aliases, never stages: ``staging`` is set by the training service on each new version and
-``production`` is what the serving service loads. Basic auth (MLflow's basic-auth app) comes from
-the connection's login and password; nothing here needs the mlflow package.
+Versions and aliases, never stages. The alias names are the DAGs' params (``staging_alias``, set
+by the training service on each new version; ``production_alias``, what the serving service
+loads), so every function here takes the alias it works on. Basic auth (MLflow's basic-auth app)
+comes from the connection's login and password; nothing here needs the mlflow package.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from typing import Any
 from orchestration.service_http import MLFLOW_CONN_ID, call_service
 
 API = "/api/2.0/mlflow"
-STAGING_ALIAS = "staging"
-PRODUCTION_ALIAS = "production"
 
 
 def _flatten_version(raw: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +63,26 @@ def search_model_versions(name: str) -> list[dict[str, Any]]:
         page_token = body.get("next_page_token")
         if not page_token:
             return sorted(versions, key=lambda v: int(v["version"]))
+
+
+def list_model(name: str) -> dict[str, Any]:
+    """The registered model: ``model_name``, ``aliases`` and ``versions`` (oldest first)."""
+    return {
+        "model_name": name,
+        "aliases": get_aliases(name),
+        "versions": search_model_versions(name),
+    }
+
+
+def aliased_version(listing: dict[str, Any], alias: str) -> dict[str, Any] | None:
+    """The version ``alias`` points to in a ``list_model`` listing (fetched if not listed)."""
+    number = listing["aliases"].get(alias)
+    if number is None:
+        return None
+    for version in listing["versions"]:
+        if version["version"] == number:
+            return version
+    return get_model_version(listing["model_name"], number)
 
 
 def set_alias(name: str, alias: str, version: str) -> None:

@@ -209,27 +209,40 @@ def call_service(
     return response.json() if response.content else None
 
 
+class JsonHttpOperator(HttpOperator):
+    """HttpOperator whose ``request_kwargs`` are templated too.
+
+    The JSON body goes out as ``request_kwargs["json"]``, so it can hold XComArgs
+    (``op.output["dataset_id"]``) and DAG params, resolved to their values at run time; a
+    ``data`` string would have to pull them in with Jinja.
+    """
+
+    template_fields = (*HttpOperator.template_fields, "request_kwargs")
+
+
 def service_operator(
     *,
     task_id: str,
     conn_id: str,
     endpoint: str,
     method: str = "POST",
-    data: str | None = None,
+    body: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> HttpOperator:
     """HttpOperator with this project's timeouts, in-task retries, Bearer auth and checks.
 
-    ``data`` is a JSON string, usually a Jinja template ending in ``| tojson``; the decoded
-    response body goes to XCom. ``X-Request-ID`` is rendered from the run like ``call_service``'s.
+    ``body`` is sent as JSON; its values may be XComArgs and DAG params. The decoded response
+    body goes to XCom, and each of its top-level keys too (``multiple_outputs``), so that
+    ``op.output["job_id"]`` is an XComArg. ``X-Request-ID`` is rendered from the run like
+    ``call_service``'s.
     """
-    return HttpOperator(
+    return JsonHttpOperator(
         task_id=task_id,
         http_conn_id=conn_id,
         endpoint=endpoint,
         method=method,
-        data=data,
+        request_kwargs={"json": body} if body is not None else None,
         headers={**JSON_HEADERS, REQUEST_ID_HEADER: REQUEST_ID_TEMPLATE, **(headers or {})},
         auth_type=bearer_auth(conn_id),
         extra_options=HTTP_EXTRA_OPTIONS,
@@ -237,5 +250,6 @@ def service_operator(
         response_check=check_service_response,
         response_filter=json_body,
         log_response=True,
+        multiple_outputs=True,
         **kwargs,
     )

@@ -79,18 +79,22 @@ def evaluate_serving_health(
     metrics_text: str,
     *,
     expected_version: str | None,
+    alias: str = "production",
     max_error_rate: float,
     max_p99_latency_seconds: float,
     min_requests: int,
 ) -> dict[str, Any]:
-    """Run the monitoring checks; returns the observations and the list of failed checks."""
+    """Run the monitoring checks; returns the observations and the list of failed checks.
+
+    ``expected_version`` is the version ``alias`` (the production alias) points to.
+    """
     samples = parse_prometheus_text(metrics_text)
     total, errors = request_counts(samples)
     p99 = latency_quantile(samples, 0.99)
     served = model_info.get("version")
     failures = []
     if expected_version is not None and str(served) != str(expected_version):
-        failures.append(f"serving answers with v{served}, production alias is v{expected_version}")
+        failures.append(f"serving answers with v{served}, {alias} alias is v{expected_version}")
     error_rate = errors / total if total else 0.0
     rates_checked = total >= min_requests
     if rates_checked:

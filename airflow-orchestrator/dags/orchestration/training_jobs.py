@@ -1,8 +1,8 @@
 """Waiting for a training job of the training service (``GET /v1/jobs/{id}``).
 
-The sensor runs in reschedule mode so a long training does not hold a worker slot, polls every
-few seconds so a ten-second training does not wait a minute, and fails at once (no retries) when
-the job failed, with the job's own error in the message and the log.
+The sensor polls the ``status_url`` that ``POST /v1/train`` answered with, every few seconds so a
+ten-second training does not wait a minute, and fails at once (no retries) when the job failed,
+with the job's own error in the message and the log.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.http.sensors.http import HttpSensor
-from airflow.sdk import PokeReturnValue
+from airflow.sdk import PokeReturnValue, XComArg
 from airflow.sdk.exceptions import AirflowFailException
 from requests import Response
 
@@ -65,12 +65,12 @@ def job_finished(response: Response) -> bool | PokeReturnValue:
     return False
 
 
-def wait_for_training_job(task_id: str, submit_task_id: str) -> HttpSensor:
-    """Sensor on the job that the HttpOperator ``submit_task_id`` created."""
+def training_job_sensor(task_id: str, status_url: XComArg) -> HttpSensor:
+    """Sensor on a job, given the ``status_url`` (``/v1/jobs/{id}``) of its ``POST /v1/train``."""
     return HttpSensor(
         task_id=task_id,
         http_conn_id=TRAINING_CONN_ID,
-        endpoint=f"/v1/jobs/{{{{ ti.xcom_pull(task_ids='{submit_task_id}')['job_id'] }}}}",
+        endpoint=status_url,  # type: ignore[arg-type]  # a template field: the path, per run
         headers={"Accept": JSON_HEADERS["Accept"], REQUEST_ID_HEADER: REQUEST_ID_TEMPLATE},
         extra_options=HTTP_EXTRA_OPTIONS,
         response_check=job_finished,

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tests.stubs.common import instrument
-from tests.stubs.world import MODEL_NAME, World
+from tests.stubs.world import World
 
 API = "/api/2.0/mlflow"
 
@@ -29,19 +29,21 @@ def create_mlflow_app(world: World) -> FastAPI:
 
     @app.get(f"{API}/registered-models/get", response_model=None)
     def get_registered_model(name: str) -> dict[str, Any] | JSONResponse:
-        if name != MODEL_NAME or not world.versions:
+        if name != world.model_name or not world.versions:
             return _not_found(f"Registered Model with name={name} not found")
         aliases = [{"alias": a, "version": v} for a, v in sorted(world.aliases.items())]
         return {"registered_model": {"name": name, "aliases": aliases}}
 
     @app.get(f"{API}/model-versions/get", response_model=None)
     def get_version(name: str, version: str) -> dict[str, Any] | JSONResponse:
-        if name != MODEL_NAME or version not in world.versions:
+        if name != world.model_name or version not in world.versions:
             return _not_found(f"Model Version (name={name}, version={version}) not found")
         return {"model_version": with_aliases(world.versions[version])}
 
     @app.get(f"{API}/model-versions/search")
     def search(filter: str = "", max_results: int = 200, page_token: str = "") -> dict[str, Any]:
+        if filter != f"name='{world.model_name}'":
+            return {"model_versions": []}
         # Two versions a page, to exercise the page tokens.
         ordered = [
             with_aliases(v) for _, v in sorted(world.versions.items(), key=lambda i: -int(i[0]))

@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from tests.stubs.common import instrument
-from tests.stubs.world import MODEL_NAME, World
+from tests.stubs.world import World
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
 
@@ -31,7 +31,7 @@ def create_serving_app(world: World) -> FastAPI:
         version = request.version or world.serving_version
         if version is None or version not in world.versions:
             world.serving_traffic.append(("POST", "/v1/predict", 404, 0.001))
-            raise HTTPException(404, f"model {MODEL_NAME!r} has no version {version!r}")
+            raise HTTPException(404, f"model {world.model_name!r} has no version {version!r}")
         # The stub 'model' reads the label from the mean pixel, then errs on a share of inputs.
         truth = [int(sum(map(sum, image)) / 64 * 10) for image in request.instances]
         wrong = round(len(truth) * (1 - world.version_quality.get(version, 1.0)))
@@ -44,8 +44,8 @@ def create_serving_app(world: World) -> FastAPI:
             "probabilities": [[0.1] * 10 for _ in predictions],
             "prediction_ids": [f"stub{len(world.serving_traffic)}-{i}" for i in range(len(truth))],
             "model": {
-                "name": MODEL_NAME,
-                "alias": None if request.version else "production",
+                "name": world.model_name,
+                "alias": None if request.version else world.serving_alias,
                 "version": version,
             },
         }
@@ -55,8 +55,8 @@ def create_serving_app(world: World) -> FastAPI:
         # Like the real service: 200 even before a model is loaded, with version null.
         loaded = world.serving_version is not None
         return {
-            "name": MODEL_NAME,
-            "alias": "production",
+            "name": world.model_name,
+            "alias": world.serving_alias,
             "version": world.serving_version,
             "run_id": f"run{world.serving_version}" if loaded else None,
             "loaded_at": "2026-11-26T00:00:00Z" if loaded else None,
@@ -71,11 +71,16 @@ def create_serving_app(world: World) -> FastAPI:
 
     @app.post("/v1/model/reload")
     def reload() -> dict[str, Any]:
-        target = world.aliases.get("production")
+        target = world.aliases.get(world.serving_alias)
         swapped = target is not None and target != world.serving_version
         if target is not None:
             world.serving_version = target
-        return {"name": MODEL_NAME, "alias": "production", "version": target, "swapped": swapped}
+        return {
+            "name": world.model_name,
+            "alias": world.serving_alias,
+            "version": target,
+            "swapped": swapped,
+        }
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
@@ -135,7 +140,7 @@ def render_metrics(world: World) -> str:
         )
     if world.serving_version:
         lines.append(
-            f'model_version_info{{name="{MODEL_NAME}",alias="production",'
+            f'model_version_info{{name="{world.model_name}",alias="{world.serving_alias}",'
             f'version="{world.serving_version}"}} 1'
         )
     return "\n".join(lines) + "\n"

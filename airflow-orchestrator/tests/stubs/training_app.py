@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tests.stubs.common import instrument
-from tests.stubs.world import MODEL_NAME, Job, World
+from tests.stubs.world import Job, World
 
 
 class DatasetRequest(BaseModel):
@@ -144,7 +144,7 @@ def _job_body(world: World, job: Job) -> dict[str, Any]:
         else None,
         "dataset_id": job.dataset_id,
         "run_id": f"run{job.model_version}" if done else None,
-        "model_name": MODEL_NAME,
+        "model_name": world.model_name,
         "model_version": job.model_version,
         "error": job.error,
         "request_id": job.request_id,

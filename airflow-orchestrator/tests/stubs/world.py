@@ -36,6 +36,9 @@ class World:
     # serving behaviour: share of correct predictions, per model version
     version_quality: dict[str, float] = field(default_factory=dict)
     serving_version: str | None = None
+    # the one registered model (serving's MODEL_NAME) and the alias serving loads (MODEL_ALIAS)
+    model_name: str = MODEL_NAME
+    serving_alias: str = "production"
     # serving's live section of GET /v1/model
     live_window: int = 1000
     live_outcomes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (feedback, correct)
@@ -67,7 +70,7 @@ class World:
     ) -> str:
         version = str(len(self.versions) + 1)
         self.versions[version] = {
-            "name": MODEL_NAME,
+            "name": self.model_name,
             "version": version,
             "creation_timestamp": int(time.time() * 1000 - age_days * DAY_MS),
             "last_updated_timestamp": int(time.time() * 1000),
