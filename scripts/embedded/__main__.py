@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from . import demo
-from .stack import Stack, StackConfig, print_logs
+from .config import StackConfig
+from .stack import Stack, print_logs
 
 
 def main(argv: list[str] | None = None) -> int:

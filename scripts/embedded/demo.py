@@ -14,7 +14,8 @@ import urllib.parse
 from typing import Any
 
 from .airflow_api import POLL_SECONDS, AirflowClient, AirflowError, DagRunResult, request_json
-from .stack import Stack, StackConfig
+from .config import StackConfig
+from .stack import Stack
 
 PIPELINE = "mlflow_orchestration_pipeline"
 MANAGEMENT = "model_management"

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from playwright.sync_api import BrowserContext, Page, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from scripts.embedded.stack import StackConfig
+from scripts.embedded.config import StackConfig
 
 MODEL_NAME = "image-classifier"
 DAG_IDS = (

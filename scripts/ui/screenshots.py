@@ -18,7 +18,7 @@ from pathlib import Path
 from playwright.sync_api import Page
 
 from scripts.embedded.airflow_api import AirflowClient, AirflowError, request_json
-from scripts.embedded.stack import ROOT, StackConfig
+from scripts.embedded.config import ROOT, StackConfig
 from scripts.ui import pages
 from scripts.ui.browser import chromium, chromium_missing_reason
 

@@ -16,8 +16,9 @@ import pytest
 
 from lifecycle import PromotedRun
 from scripts.embedded.airflow_api import AirflowClient
+from scripts.embedded.config import ROOT, StackConfig
 from scripts.embedded.demo import MANAGEMENT, PIPELINE, run_dag
-from scripts.embedded.stack import ROOT, Stack, StackConfig, logs_text, print_logs
+from scripts.embedded.stack import Stack, logs_text, print_logs
 
 
 def free_port() -> int:

@@ -26,7 +26,9 @@ from monitoring_stack import (
     write_prometheus_copy,
 )
 
-from scripts.embedded.stack import StackConfig, components, http_ok
+from scripts.embedded.components import components
+from scripts.embedded.config import StackConfig
+from scripts.embedded.processes import http_ok
 
 
 @pytest.fixture(scope="session")

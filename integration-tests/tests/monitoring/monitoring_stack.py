@@ -1,7 +1,7 @@
 """The monitoring suite's stack: the real services, scraped by a real Prometheus.
 
 MLflow, training and serving start from their own venvs with the command lines of the
-embedded stack (`scripts.embedded.stack.components`), on free ports and without Airflow.
+embedded stack (`scripts.embedded.components`), on free ports and without Airflow.
 Prometheus is Debian's binary (scripts/ensure_prometheus.sh) running a copy of
 infra/prometheus: the same jobs and rules, targets rewritten to 127.0.0.1 and a 1 s scrape
 interval, so that rates exist seconds after the traffic instead of a minute.
@@ -27,7 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from scripts.embedded.stack import ROOT, tail
+from scripts.embedded.config import ROOT
+from scripts.embedded.processes import tail
 
 log = logging.getLogger("monitoring")
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from monitoring_stack import GRAFANA_DIR
 
-from scripts.embedded.stack import ROOT
+from scripts.embedded.config import ROOT
 
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from monitoring_stack import PROMETHEUS_DIR, binary
 
-from scripts.embedded.stack import ROOT
+from scripts.embedded.config import ROOT
 
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))

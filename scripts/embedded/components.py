@@ -1,0 +1,209 @@
+"""What the embedded stack runs: one `Component` per process, in start order.
+
+MLflow (SQLite and local artifacts), the training and serving services, Prometheus when it
+is installed, and Airflow's four components (LocalExecutor, SQLite). Each component says
+how it is started, with which environment, and how to tell it is healthy; `stack.py` starts
+and stops them. Every process binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import prometheus
+from .config import ROOT, StackConfig
+
+
+@dataclass
+class Component:
+    """One long-running process of the stack and how to tell that it is healthy."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    health_url: str | None
+    port: int | None
+    cwd: Path = field(default=ROOT)
+    # Airflow's components start only once its database is migrated; the rest at once.
+    needs_airflow_db: bool = False
+    # Writes what the process reads at start (Prometheus' config); run just before spawning.
+    prepare: Callable[[], None] | None = None
+    # Requested once the health check passes, so that lazily built parts are built during
+    # `up` instead of inside the first request that needs them.
+    warm_up: tuple[str, ...] = ()
+    # Lower CPU priority (nice) for a component nothing waits for.
+    niceness: int = 0
+
+
+def _http_connection(port: int, token: str | None = None) -> str:
+    """An Airflow connection in JSON form; the DAGs send its password as a Bearer token."""
+    conn: dict[str, object] = {"conn_type": "http", "host": "127.0.0.1", "port": port}
+    if token:
+        conn["password"] = token
+    return json.dumps(conn)
+
+
+def airflow_env(cfg: StackConfig) -> dict[str, str]:
+    """Airflow's configuration for the embedded stack, all by environment variables."""
+    home = cfg.home / "airflow"
+    token = cfg.secret("api_token")
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow-orchestrator" / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(cfg.airflow_port),
+        "AIRFLOW__API__BASE_URL": cfg.airflow_url,
+        "AIRFLOW__API_AUTH__JWT_SECRET": cfg.secret("airflow_jwt_secret"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{cfg.airflow_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(cfg.use_job_schedule),
+        # The scheduler sleeps this long after a loop with nothing to do (default 1 s), which is
+        # most of the gap between one task's end and the next one's start.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+        # A new DAG file shows up within seconds instead of the default five minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_TRAINING_SERVICE": _http_connection(cfg.training_port, token),
+        "AIRFLOW_CONN_SERVING_SERVICE": _http_connection(cfg.serving_port, token),
+        "AIRFLOW_CONN_MLFLOW": _http_connection(cfg.mlflow_port),
+    }
+
+
+def components(cfg: StackConfig) -> list[Component]:
+    """The stack in start order: the registry first, the orchestrator last."""
+    data = cfg.home
+    token = cfg.secret("api_token")
+    mlflow_bin = cfg.venvs / "mlflow-server" / "bin"
+    allowed = f"127.0.0.1:{cfg.mlflow_port},localhost:{cfg.mlflow_port},localhost:*,127.0.0.1:*"
+    service_env = {
+        "MLFLOW_TRACKING_URI": cfg.mlflow_url,
+        "API_TOKEN": token,
+        "ENVIRONMENT": "local",
+        "HOST": "127.0.0.1",
+    }
+    af_bin = cfg.venvs / "airflow-orchestrator" / "bin"
+    af_env = airflow_env(cfg)
+    airflow = [
+        Component(
+            "airflow-api-server",
+            [
+                str(af_bin / "airflow"),
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cfg.airflow_port),
+            ],
+            af_env,
+            f"{cfg.airflow_url}/api/v2/monitor/health",
+            cfg.airflow_port,
+            needs_airflow_db=True,
+            # The execution API (tasks report through it) is built at its first request:
+            # 6-9 s on two cores, which the first task of a run paid, and past the task
+            # client's timeout under load (the first try then failed).
+            warm_up=(f"{cfg.airflow_url}/execution/health",),
+        ),
+    ]
+    for part in ("scheduler", "dag-processor", "triggerer"):
+        airflow.append(
+            Component(
+                f"airflow-{part}",
+                [str(af_bin / "airflow"), part],
+                af_env,
+                None,
+                None,
+                needs_airflow_db=True,
+                # Only deferred tasks need the triggerer, and these DAGs defer none: its
+                # imports (~5 CPU-s) should not slow the components a start waits for.
+                niceness=10 if part == "triggerer" else 0,
+            )
+        )
+    return [
+        Component(
+            "mlflow",
+            [
+                str(mlflow_bin / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(data / "mlflow" / "artifacts"),
+                "--serve-artifacts",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cfg.mlflow_port),
+                # One worker: each one is a full import of MLflow (~5 CPU-s); requests run in
+                # its thread pool, plenty for one user and the pipeline.
+                "--workers",
+                "1",
+                "--allowed-hosts",
+                allowed,
+            ],
+            {
+                "PATH": f"{mlflow_bin}:{os.environ.get('PATH', '')}",
+                # Otherwise 3.17 starts a dozen job-runner processes we do not use.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            },
+            f"{cfg.mlflow_url}/health",
+            cfg.mlflow_port,
+        ),
+        Component(
+            "training",
+            [str(cfg.venvs / "ml-training-service" / "bin" / "python"), "-m", "training_service"],
+            {
+                **service_env,
+                "PORT": str(cfg.training_port),
+                "DATA_DIR": str(data / "training"),
+                "PYTHONPATH": str(ROOT / "ml-training-service" / "src"),
+            },
+            f"{cfg.training_url}/health",
+            cfg.training_port,
+        ),
+        Component(
+            "serving",
+            [str(cfg.venvs / "ml-serving-service" / "bin" / "python"), "-m", "serving_service"],
+            {
+                **service_env,
+                "PORT": str(cfg.serving_port),
+                "MODEL_POLL_INTERVAL": str(cfg.serving_poll_interval),
+                "PYTHONPATH": str(ROOT / "ml-serving-service" / "src"),
+            },
+            f"{cfg.serving_url}/health",
+            cfg.serving_port,
+        ),
+        *([] if cfg.prometheus_skipped else [prometheus_component(cfg)]),
+        *airflow,
+    ]
+
+
+def prometheus_component(cfg: StackConfig) -> Component:
+    """Prometheus scraping the services with the repository's config (see prometheus.py)."""
+    home = cfg.home / "prometheus"
+    ports = {"ml-serving-service": cfg.serving_port, "ml-training-service": cfg.training_port}
+
+    def write_config() -> None:
+        prometheus.write_config(cfg.prometheus_config, home, ports)
+
+    return Component(
+        "prometheus",
+        [
+            str(cfg.prometheus_bin),
+            f"--config.file={home / cfg.prometheus_config.name}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}",
+        ],
+        {},
+        f"{cfg.prometheus_url}/-/ready",
+        cfg.prometheus_port,
+        prepare=write_config,
+    )
