@@ -60,3 +60,11 @@ def test_service_refuses_an_unknown_log_format() -> None:
     result = start_with(ENVIRONMENT="local", LOG_FORMAT="xml")
     assert result.returncode == 2
     assert "LOG_FORMAT: Input should be 'json' or 'text'" in result.stderr
+
+
+def test_token_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    settings = Settings(api_token="s3cret")
+    assert settings.token == "s3cret"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+    assert Settings(environment="local").token is None

@@ -6,6 +6,7 @@ cover the job bookkeeping alone; the API tests run the real pipeline in worker p
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -15,20 +16,20 @@ import pytest
 from support import wait_until
 
 from training_service.data import DatasetNotFoundError, DatasetStore
-from training_service.jobs import (
+from training_service.jobs.executors import InlineJobExecutor
+from training_service.jobs.records import (
     IdempotencyConflictError,
     Job,
     JobFinishedError,
     JobNotFoundError,
-    JobRunner,
     JobStatus,
-    JobStore,
     QueueFullError,
     TrainingDefaults,
 )
+from training_service.jobs.runner import JobRunner
+from training_service.jobs.store import JobStore
 from training_service.logs import request_id_var
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
-from training_service.worker import InlineJobExecutor
 
 
 class FakeOutcome:
@@ -295,3 +296,14 @@ def test_runner_records_the_request_id_and_binds_it_while_the_job_runs(
     assert pipeline.calls[0]["request_id"] == "req-42"  # the pipeline tags the MLflow run
     assert request_id_var.get() is None  # bound for the job only
     runner.stop()
+
+
+def test_only_the_lifecycle_writes_job_state() -> None:
+    """One writer of job state: no other module calls the store's `insert` or `update`."""
+    package = Path(__file__).resolve().parents[1] / "src" / "training_service"
+    writers = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if re.search(r"store\.(insert|update)\(", path.read_text())
+    }
+    assert writers == {"jobs/lifecycle.py"}

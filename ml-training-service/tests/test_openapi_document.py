@@ -46,7 +46,7 @@ def test_document_states_every_error_answer() -> None:
     cancel = paths["/v1/jobs/{job_id}/cancel"]["post"]["responses"]
     assert {"200", "202", "401", "404", "409", "422"} <= set(cancel)
     assert "503" in paths["/ready"]["get"]["responses"]
-    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
     # Every 4xx/5xx answer is the service's {"detail": str}, not FastAPI's default list body.
     for path, operations in paths.items():
         for method, operation in operations.items():

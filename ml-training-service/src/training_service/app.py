@@ -19,15 +19,14 @@ from training_service.api.routes import datasets, operations, training
 from training_service.config import Settings, get_settings
 from training_service.data import DatasetStore
 from training_service.data import warm_up as data_warm_up
-from training_service.jobs import JobExecutor, JobRunner, JobStore, TrainingDefaults
+from training_service.jobs.executors import InlineJobExecutor, JobExecutor, ProcessJobExecutor
+from training_service.jobs.records import TrainingDefaults
+from training_service.jobs.runner import JobRunner
+from training_service.jobs.store import JobStore
 from training_service.metrics import REGISTRY, JobStateCollector
-from training_service.middleware import (
-    REQUEST_ID_HEADER,
-    RequestIdMiddleware,
-    RequestMetricsMiddleware,
-)
+from training_service.middleware import REQUEST_ID_HEADER, TelemetryMiddleware
 from training_service.recovery import close_interrupted_runs
-from training_service.worker import InlineJobExecutor, ProcessJobExecutor, WorkerConfig
+from training_service.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     executor: JobExecutor
     if settings.job_executor == "process":
         worker_config = WorkerConfig(
-            db_path=settings.jobs_db_path,
             datasets_dir=settings.datasets_dir,
             defaults=defaults,
             tracking_uri=settings.mlflow_tracking_uri,
@@ -62,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log_level=settings.log_level,
             log_format=settings.log_format,
         )
-        executor = ProcessJobExecutor(worker_config, workers=settings.max_concurrent_jobs)
+        executor = ProcessJobExecutor(store, worker_config, workers=settings.max_concurrent_jobs)
     else:  # training shares this process
         executor = InlineJobExecutor(
             store,
@@ -112,8 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
-    app.add_middleware(RequestMetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)  # added last = outermost: the id covers the rest
+    app.add_middleware(TelemetryMiddleware)
     app.include_router(operations.router)
     app.include_router(datasets.router)
     app.include_router(training.router)

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", protected_namespaces=())
 
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
-    api_token: str | None = None
+    # SecretStr: never printed in reprs, logs or validation errors.
+    api_token: SecretStr | None = None
     environment: str = "production"
     model_name: str = "image-classifier"
     experiment: str = "image-classification"
@@ -36,12 +37,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:
         # Fail fast: an unauthenticated training API must be an explicit local-only choice.
-        if not self.api_token and self.environment != "local":
+        if not self.token and self.environment != "local":
             raise ValueError(
                 "API_TOKEN is not set: set API_TOKEN to a secret, or set ENVIRONMENT=local "
                 "to run without authentication on a development machine"
             )
         return self
+
+    @property
+    def token(self) -> str | None:
+        """The API token in clear text, or None when auth is disabled (local only)."""
+        return self.api_token.get_secret_value() if self.api_token else None
 
     @property
     def datasets_dir(self) -> Path:

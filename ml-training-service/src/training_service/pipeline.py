@@ -1,6 +1,6 @@
 """The training pipeline: dataset -> fit -> MLflow run -> registered version with alias.
 
-Jobs (jobs.py) and the command line (cli.py, the MLproject entry point) both run this one
+Jobs (worker.py) and the command line (cli.py, the MLproject entry point) both run this one
 function, so a model trained through the API and one trained by `mlflow run` are the same.
 """
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from training_service.data import Dataset
 from training_service.params import EpochResult, TrainingParams
-from training_service.registry import tag_and_promote, tracked_run
+from training_service.registry import tag_and_promote
+from training_service.tracking import tracked_run
 from training_service.train import TrainingResult, fit
 
 

@@ -1,9 +1,9 @@
 """After a crash: close the MLflow runs that interrupted jobs left open.
 
-A job whose process died mid-training is marked failed in the job store when the service
-starts again (`JobStore.fail_interrupted`), but its MLflow run would stay RUNNING forever:
-MLflow only ends a run when the process that started it says so. The job store records the
-run id as soon as the run starts, so the restarted service ends those runs as FAILED, with a
+A job whose process died mid-training is marked failed when the service starts again
+(`jobs.lifecycle.fail_interrupted`), but its MLflow run would stay RUNNING forever: MLflow
+only ends a run when the process that started it says so. The job's run id is recorded as
+soon as the run starts, so the restarted service ends those runs as FAILED, with a
 `failure` tag saying why. It runs in a background thread: MLflow may be slow or down at
 start-up, and importing the MLflow client takes seconds that /health must not wait for.
 """

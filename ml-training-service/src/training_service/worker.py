@@ -1,32 +1,29 @@
-"""Job executors: where a job's training actually runs.
+"""The training side of a job: runs the pipeline and reports through a `ProgressReporter`.
 
-`ProcessJobExecutor` (the default) trains in a pool of worker processes started once with
-the service: training is Python-heavy (the batch loop, MLflow calls, torch.export) and in a
-thread it would hold the GIL often enough to add tens of milliseconds to every request
-(measured in benchmarks/). A process only competes for CPU, and the service pins it to
-TORCH_THREADS intra-op threads. `InlineJobExecutor` runs the job in the caller's thread; the
-unit tests use it with a stand-in pipeline.
+`execute_job` is the same code whichever executor runs it (jobs/executors.py): in the
+dispatcher's thread it reports straight to `lifecycle.JobProgress`; in a worker process
+(`worker_main`) it reports over the process's pipe (`PipeReporter`), and the service relays
+the messages to `lifecycle`. A worker never opens the job store: the service owns job state.
 
-The service process itself never imports torch or MLflow, so it starts in seconds.
-Both executors run `execute_job`, which reports progress and the run id straight into the job store
-and polls it for cancellation, so the API sees the same thing whichever executor runs.
+Messages on a worker's pipe, service -> worker: a `Job` to run, `("cancel", job_id)`, or
+None to exit; worker -> service: `("run_started", run_id)`,
+`("epoch_finished", epoch, metrics)`, then `("outcome", JobOutcome)` once per job.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training_service.data import DatasetNotFoundError, DatasetStore
-from training_service.jobs import Job, JobOutcome, JobStatus, JobStore, TrainingDefaults
+from training_service.jobs.lifecycle import ProgressReporter
+from training_service.jobs.records import Job, JobOutcome, JobStatus, TrainingDefaults
 from training_service.logs import LogFormat, bound_request_id, configure_logging
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 
@@ -35,29 +32,29 @@ if TYPE_CHECKING:  # the service process never imports torch or MLflow itself
 
 log = logging.getLogger(__name__)
 
-#: How often a running job looks for a cancel request (seconds): a DB read per batch is waste.
+#: How often a running job asks whether to stop (seconds): a store read per batch is waste.
 CANCEL_POLL_SECONDS = 0.25
 
 
 def execute_job(
     job: Job,
-    store: JobStore,
+    progress: ProgressReporter,
     datasets: DatasetStore,
     defaults: TrainingDefaults,
     pipeline: Callable[..., PipelineOutcome] | None = None,
     still_wanted: Callable[[], bool] = lambda: True,
 ) -> JobOutcome:
-    """Run one job's pipeline; progress goes to `store`, the end state is returned.
+    """Run one job's pipeline; progress goes to `progress`, the end state is returned.
 
     Every line logged meanwhile (MLflow's too) carries the job's request id.
     """
     with bound_request_id(job.request_id):
-        return _execute_job(job, store, datasets, defaults, pipeline, still_wanted)
+        return _execute_job(job, progress, datasets, defaults, pipeline, still_wanted)
 
 
 def _execute_job(
     job: Job,
-    store: JobStore,
+    progress: ProgressReporter,
     datasets: DatasetStore,
     defaults: TrainingDefaults,
     pipeline: Callable[..., PipelineOutcome] | None,
@@ -75,11 +72,11 @@ def _execute_job(
         now = time.monotonic()
         if now - last_poll >= CANCEL_POLL_SECONDS:
             last_poll = now
-            cancelled = store.is_cancel_requested(job.job_id) or not still_wanted()
+            cancelled = progress.stop_requested() or not still_wanted()
         return cancelled
 
     def on_epoch(epoch: EpochResult) -> None:
-        store.update(job.job_id, epoch=epoch.epoch, metrics=epoch_metrics(epoch))
+        progress.epoch_finished(epoch.epoch, epoch_metrics(epoch))
         log.info(
             "job %s: epoch %d/%d test_accuracy=%.4f",
             job.job_id,
@@ -106,7 +103,7 @@ def _execute_job(
             register=job.register,
             job_id=job.job_id,
             request_id=job.request_id,
-            on_run_started=lambda run_id: store.update(job.job_id, run_id=run_id),
+            on_run_started=progress.run_started,
             on_epoch=on_epoch,
             should_stop=should_stop,
         )
@@ -142,49 +139,22 @@ def epoch_metrics(epoch: EpochResult) -> dict[str, float]:
     }
 
 
-class InlineJobExecutor:
-    """Runs jobs in the dispatcher thread (tests; or JOB_EXECUTOR=thread)."""
+def configure_training(tracking_uri: str, torch_threads: int) -> None:
+    """Once per process that trains: torch threads, MLflow's server and its printed events."""
+    import mlflow
+    import torch
 
-    def __init__(
-        self,
-        store: JobStore,
-        datasets: DatasetStore,
-        defaults: TrainingDefaults,
-        pipeline: Callable[..., PipelineOutcome] | None = None,
-        *,
-        tracking_uri: str | None = None,
-        torch_threads: int | None = None,
-    ) -> None:
-        self._args = (store, datasets, defaults, pipeline)
-        self._tracking_uri = tracking_uri
-        self._torch_threads = torch_threads
+    from training_service.tracking import route_mlflow_prints_to_log
 
-    def execute(self, job: Job) -> JobOutcome:
-        # Configured on first use, not at start-up: importing torch and MLflow takes seconds.
-        if self._torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(self._torch_threads)
-            self._torch_threads = None
-        if self._tracking_uri is not None:
-            import mlflow
-
-            from training_service.registry import route_mlflow_prints_to_log
-
-            route_mlflow_prints_to_log()
-            mlflow.set_tracking_uri(self._tracking_uri)
-            self._tracking_uri = None
-        return execute_job(job, *self._args)
-
-    def shutdown(self) -> None:
-        pass
+    route_mlflow_prints_to_log()
+    torch.set_num_threads(torch_threads)
+    mlflow.set_tracking_uri(tracking_uri)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker process needs to rebuild its own stores and MLflow client (picklable)."""
+    """What a worker process needs to rebuild its dataset store and MLflow client (picklable)."""
 
-    db_path: Path
     datasets_dir: Path
     defaults: TrainingDefaults
     tracking_uri: str
@@ -194,79 +164,68 @@ class WorkerConfig:
     log_format: LogFormat = "json"
 
 
-# Per-process state of a worker, set once by `_init_worker`.
-_worker: dict[str, object] = {}
+class PipeReporter:
+    """The worker process's `ProgressReporter`: messages to the service over the pipe.
+
+    A closed pipe means the service is gone: the job stops at its next batch (its MLflow
+    run ends KILLED) rather than failing on the closed pipe.
+    """
+
+    def __init__(self, conn: Connection, job_id: str) -> None:
+        self._conn = conn
+        self._job_id = job_id
+        self._stop = False
+
+    def run_started(self, run_id: str) -> None:
+        self._send(("run_started", run_id))
+
+    def epoch_finished(self, epoch: int, metrics: dict[str, float]) -> None:
+        self._send(("epoch_finished", epoch, metrics))
+
+    def stop_requested(self) -> bool:
+        try:
+            while not self._stop and self._conn.poll():  # mid-job the service sends cancels only
+                self._stop = self._conn.recv() == ("cancel", self._job_id)
+        except (EOFError, OSError):
+            self._stop = True
+        return self._stop
+
+    def _send(self, message: tuple[object, ...]) -> None:
+        try:
+            self._conn.send(message)
+        except OSError:
+            self._stop = True
 
 
-def _init_worker(config: WorkerConfig) -> None:
+def worker_main(config: WorkerConfig, conn: Connection) -> None:
+    """A worker process: warm up (imports), then run the jobs the service sends, one by one."""
     # A spawned process starts with bare logging: give it the service's format, before
     # MLflow is imported (it would install a handler of its own).
     configure_logging(config.log_level, config.log_format)
-    import mlflow
-    import torch
-
     import training_service.pipeline  # noqa: F401  (warm imports before the first job)
-    from training_service.registry import route_mlflow_prints_to_log
 
-    route_mlflow_prints_to_log()
-    torch.set_num_threads(config.torch_threads)
-    mlflow.set_tracking_uri(config.tracking_uri)
-    _worker["store"] = JobStore(config.db_path)
-    _worker["datasets"] = DatasetStore(config.datasets_dir)
-    _worker["config"] = config
-
-
-def _warm_up() -> int:
-    return os.getpid()
-
-
-def _execute_in_worker(job: Job) -> JobOutcome:
-    config = _worker["config"]
-    assert isinstance(config, WorkerConfig)
+    configure_training(config.tracking_uri, config.torch_threads)
+    datasets = DatasetStore(config.datasets_dir)
 
     def service_alive() -> bool:
         # A worker orphaned by a killed service stops instead of training (and registering)
         # a job the restarted service has already marked failed.
         return os.getppid() == config.service_pid
 
-    return execute_job(
-        job,
-        _worker["store"],  # type: ignore[arg-type]
-        _worker["datasets"],  # type: ignore[arg-type]
-        config.defaults,
-        still_wanted=service_alive,
-    )
-
-
-class ProcessJobExecutor:
-    """A pool of spawned worker processes, started (and warmed) with the service."""
-
-    def __init__(self, config: WorkerConfig, workers: int) -> None:
-        self._config = config
-        self._workers = workers
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, not fork: the service process has threads, and forking those is unsafe.
-        pool = ProcessPoolExecutor(
-            max_workers=self._workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self._config,),
-        )
-        for _ in range(self._workers):
-            pool.submit(_warm_up)  # import torch/MLflow now, not when the first job arrives
-        return pool
-
-    def execute(self, job: Job) -> JobOutcome:
+    while True:
         try:
-            return self._pool.submit(_execute_in_worker, job).result()
-        except BrokenProcessPool:
-            self._pool = self._new_pool()
-            return JobOutcome(
-                JobStatus.FAILED,
-                error="the training worker process died (out of memory?); submit it again",
-            )
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+            message = conn.recv()
+        except EOFError:  # the service is gone
+            return
+        if message is None:
+            return
+        if not isinstance(message, Job):  # a cancel that arrived after its job ended
+            continue
+        reporter = PipeReporter(conn, message.job_id)
+        outcome = execute_job(
+            message, reporter, datasets, config.defaults, still_wanted=service_alive
+        )
+        try:
+            conn.send(("outcome", outcome))
+        except OSError:  # the service is gone; a restarted one has failed the job already
+            return

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from training_service.config import Settings
 from training_service.data import DatasetStore
-from training_service.jobs import JobRunner
+from training_service.jobs.runner import JobRunner
 
 
 def get_settings(request: Request) -> Settings:
@@ -47,7 +47,8 @@ def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Mutating endpoints need `Authorization: Bearer <API_TOKEN>` when API_TOKEN is set."""
-    if not settings.api_token:
+    expected = settings.token
+    if not expected:
         return
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
@@ -55,7 +56,7 @@ def require_token(
             "missing bearer token: send 'Authorization: Bearer <API_TOKEN>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
+    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "invalid bearer token: use the service's API_TOKEN",

@@ -1,20 +1,20 @@
 """Documented error answers, shared by the routes so the OpenAPI document is the whole contract.
 
 Every error body is `{"detail": str}` (see app.py); FastAPI's default 422 schema (a list of
-pydantic errors) would not match it, so each route documents its 422 with ErrorBody too.
+pydantic errors) would not match it, so each route documents its 422 with ErrorResponse too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from training_service.api.schemas import ErrorBody
+from training_service.api.schemas import ErrorResponse
 
 Responses = dict[int | str, dict[str, Any]]
 
 
 def error(status_code: int, description: str) -> Responses:
-    return {status_code: {"model": ErrorBody, "description": description}}
+    return {status_code: {"model": ErrorResponse, "description": description}}
 
 
 UNAUTHORIZED = error(401, "Missing or wrong bearer token (API_TOKEN)")

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from training_service.jobs import Job, JobStatus
+from training_service.jobs.records import Job, JobStatus
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="Random seed (0..2^32-1).")]
 
@@ -152,5 +152,5 @@ class VersionInfo(BaseModel):
     version: str
 
 
-class ErrorBody(BaseModel):
+class ErrorResponse(BaseModel):
     detail: str = Field(description="What went wrong and what to change.")

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from training_service import SERVICE_NAME, __version__
 from training_service.api.deps import SettingsDep
-from training_service.api.schemas import ErrorBody, Health, Ready, VersionInfo
+from training_service.api.schemas import ErrorResponse, Health, Ready, VersionInfo
 from training_service.metrics import REGISTRY
 from training_service.readiness import mlflow_unavailable_reason
 
@@ -25,7 +25,7 @@ async def health() -> Health:
     "/ready",
     summary="Readiness: 200 only when MLflow answers",
     response_model=Ready,
-    responses={503: {"model": ErrorBody, "description": "MLflow is not reachable"}},
+    responses={503: {"model": ErrorResponse, "description": "MLflow is not reachable"}},
 )
 async def ready(settings: SettingsDep) -> Ready:
     # The check does blocking I/O: keep it off the event loop.

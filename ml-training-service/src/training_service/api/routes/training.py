@@ -11,7 +11,7 @@ from training_service.api.deps import Authorized, RequestIdDep, RunnerDep
 from training_service.api.responses import UNAUTHORIZED, error, errors
 from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
 from training_service.data import DatasetNotFoundError
-from training_service.jobs import (
+from training_service.jobs.records import (
     IdempotencyConflictError,
     JobFinishedError,
     JobNotFoundError,

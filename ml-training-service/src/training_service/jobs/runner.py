@@ -1,0 +1,166 @@
+"""The bounded job runner: admits jobs (idempotency, queue limit) and dispatches them.
+
+MAX_CONCURRENT_JOBS dispatcher threads each hand one job at a time to an executor
+(executors.py), by default a worker process, so training never competes with the event loop
+for the GIL. Every state change goes through `lifecycle` and is in SQLite before it is
+visible over HTTP, so a restart never loses a job: finished jobs stay, queued jobs run, and
+jobs that were running are failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from training_service.data import DatasetStore, build_dataset
+from training_service.jobs import lifecycle
+from training_service.jobs.executors import JobExecutor
+from training_service.jobs.records import (
+    IdempotencyConflictError,
+    Job,
+    JobStatus,
+    QueueFullError,
+    request_fingerprint,
+)
+from training_service.jobs.store import JobStore
+from training_service.logs import bound_request_id
+from training_service.metrics import JOB_DURATION
+from training_service.params import TrainingParams
+
+# The logger name of job lines since 0.1.0 (log queries select on it), kept across the split.
+log = logging.getLogger("training_service.jobs")
+
+
+class JobRunner:
+    """Accepts jobs (bounded queue) and dispatches them, MAX_CONCURRENT_JOBS at a time."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        datasets: DatasetStore,
+        executor: JobExecutor,
+        *,
+        model_name: str,
+        max_concurrent: int = 1,
+        max_queued: int = 8,
+    ) -> None:
+        self.store = store
+        self.datasets = datasets
+        self.executor = executor
+        self.model_name = model_name
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._dispatchers: list[threading.Thread] = []
+        self._stopping = False
+
+    def start(self) -> list[Job]:
+        """Recover from the previous process, then start dispatching; returns failed jobs."""
+        interrupted = lifecycle.fail_interrupted(self.store)
+        for job in interrupted:
+            log.warning(
+                "job %s was running when the service stopped: marked failed",
+                job.job_id,
+                extra={"job_id": job.job_id, "request_id": job.request_id},
+            )
+        for job in reversed(self.store.list_jobs(JobStatus.QUEUED, limit=1_000_000)):
+            self._queue.put(job.job_id)  # oldest first: jobs queued before a restart still run
+        for index in range(self.max_concurrent):
+            dispatcher = threading.Thread(target=self._dispatch, name=f"job-dispatcher-{index}")
+            dispatcher.daemon = True  # never block interpreter exit; state is already persisted
+            dispatcher.start()
+            self._dispatchers.append(dispatcher)
+        return interrupted
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask running jobs to stop and stop dispatching (queued jobs stay queued on disk)."""
+        self._stopping = True
+        lifecycle.request_stop_all(self.store)
+        for _ in self._dispatchers:
+            self._queue.put(None)
+        for dispatcher in self._dispatchers:
+            dispatcher.join(timeout)
+        self.executor.shutdown()
+
+    def submit(
+        self,
+        *,
+        params: TrainingParams,
+        dataset_id: str | None,
+        register: bool,
+        request_body: dict[str, Any],
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue a job; returns (job, created). A replayed Idempotency-Key returns the old job.
+
+        Raises IdempotencyConflictError, QueueFullError or DatasetNotFoundError.
+        """
+        fingerprint = request_fingerprint(request_body)
+        with self.store.lock:
+            if idempotency_key is not None:
+                existing = self.store.by_idempotency_key(idempotency_key)
+                if existing is not None:
+                    if existing.request_sha256 != fingerprint:
+                        raise IdempotencyConflictError(idempotency_key)
+                    return existing, False
+            if self.store.count_by_status()[JobStatus.QUEUED.value] >= self.max_queued:
+                raise QueueFullError
+            if dataset_id is None:
+                # No dataset named: snapshot a fresh digits split with the job's seed.
+                dataset = build_dataset("digits", data_dir=self.datasets.root, seed=params.seed)
+                dataset_id = self.datasets.save(dataset).dataset_id
+            else:
+                self.datasets.info(dataset_id)  # raises DatasetNotFoundError
+            job = Job(
+                job_id=f"job-{uuid.uuid4().hex[:12]}",
+                status=JobStatus.QUEUED,
+                params=asdict(params),
+                register=register,
+                dataset_id=dataset_id,
+                epochs=params.epochs,
+                model_name=self.model_name if register else None,
+                idempotency_key=idempotency_key,
+                request_sha256=fingerprint,
+                request_id=request_id,
+            )
+            lifecycle.record_queued(self.store, job)
+        self._queue.put(job.job_id)
+        return job, True
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop at its next batch."""
+        return lifecycle.request_cancel(self.store, job_id)
+
+    def _dispatch(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            try:
+                with bound_request_id(self.store.request_id_of(job_id)):
+                    self._run(job_id)
+            except Exception:  # a bug here must not kill the dispatcher
+                log.exception("job %s: unexpected error in the runner", job_id)
+
+    def _run(self, job_id: str) -> None:
+        job = lifecycle.start(self.store, job_id)
+        if job is None:  # cancelled while waiting
+            return
+        started = time.perf_counter()
+        log.info("job %s: started", job_id, extra={"job_id": job_id})
+        outcome = self.executor.execute(job)
+        JOB_DURATION.observe(time.perf_counter() - started)
+        outcome = lifecycle.finish(self.store, job_id, outcome, shutting_down=self._stopping)
+        log.info(
+            "job %s: %s %s",
+            job_id,
+            outcome.status.value,
+            outcome.error or "",
+            extra={"job_id": job_id, "status": outcome.status.value},
+        )

@@ -1,0 +1,171 @@
+"""The MLflow tracking run of a job: params, metrics, artifacts and the logged model.
+
+One run per job. The model is logged with mlflow.pytorch.log_model in the pt2 (torch.export)
+format, so loading it needs neither this package nor the model class: mlflow.pyfunc and
+`mlflow models serve` can load it anywhere. Registering that model as a version happens in
+the same log_model call; its tags and alias are registry.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from io import BytesIO
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.data.numpy_dataset import from_numpy
+from mlflow.models import infer_signature
+from mlflow.utils import logging_utils as mlflow_logging_utils
+from PIL import Image
+
+from training_service import __version__
+from training_service.data import Dataset, input_stats
+from training_service.params import EpochResult, TrainingCancelled, TrainingParams
+from training_service.plots import confusion_matrix_png, training_curve_png
+from training_service.train import TrainingResult
+
+
+class _PrintsToLog:
+    """Stands in for MLflow's stderr stream: each printed line becomes a log record.
+
+    MLflow `print`s some events ("Created version '3' of model ...") straight to stderr;
+    as records they get the service's format and the job's request id.
+    """
+
+    enabled = True  # MLflow's enable_logging()/disable_logging() toggle this
+
+    def __init__(self) -> None:
+        self._pending = threading.local()  # print() writes the text and "\n" separately
+        self._log = logging.getLogger("mlflow")
+
+    def write(self, text: str) -> int:
+        if self.enabled:
+            *lines, rest = (getattr(self._pending, "text", "") + text).split("\n")
+            self._pending.text = rest
+            for line in lines:
+                if line.strip():
+                    self._log.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def route_mlflow_prints_to_log() -> None:
+    """Send MLflow's printed events through logging (call once per process)."""
+    mlflow_logging_utils.MLFLOW_LOGGING_STREAM = _PrintsToLog()  # type: ignore[assignment]
+
+
+def experiment_id_for(name: str) -> str:
+    """The id of an experiment, created on first use."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name)
+
+
+class TrackedRun:
+    """Logging calls for the active run of one training job."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_setup(self, dataset: Dataset, params: TrainingParams, tags: dict[str, str]) -> None:
+        mlflow.log_params(
+            {
+                "epochs": params.epochs,
+                "batch_size": params.batch_size,
+                "learning_rate": params.learning_rate,
+                "seed": params.seed,
+                "optimizer": "AdamW",
+                "scheduler": "OneCycleLR",
+                "model": "SmallCNN",
+                "dataset_id": dataset.info.dataset_id,
+                "n_train": dataset.info.n_train,
+                "n_test": dataset.info.n_test,
+            }
+        )
+        mlflow.set_tags(
+            {
+                "dataset_sha256": dataset.info.sha256,
+                "dataset_source": dataset.info.source,
+                "dataset_id": dataset.info.dataset_id,
+                "service_version": __version__,
+                **tags,
+            }
+        )
+        # The dataset as a run input: MLflow's UI links runs to the data they used.
+        mlflow.log_input(
+            from_numpy(dataset.x_train, targets=dataset.y_train, name=dataset.info.dataset_id),
+            context="training",
+            tags={"sha256": dataset.info.sha256, "source": dataset.info.source},
+        )
+
+    def log_epoch(self, result: EpochResult) -> None:
+        mlflow.log_metrics(
+            {
+                "train_loss": result.train_loss,
+                "test_loss": result.test_loss,
+                "test_accuracy": result.test_accuracy,
+            },
+            step=result.epoch,
+        )
+
+    def log_outcome(
+        self, dataset: Dataset, result: TrainingResult, register_as: str | None
+    ) -> str | None:
+        """Figures, final metrics and the model; returns the registered version if any."""
+        mlflow.log_image(
+            _png_image(confusion_matrix_png(result.confusion, dataset.classes)),
+            artifact_file="confusion_matrix.png",
+        )
+        mlflow.log_image(
+            _png_image(training_curve_png(result.history)), artifact_file="training_curve.png"
+        )
+        mlflow.log_text(json.dumps(dataset.classes), "classes.json")
+        # The training split's pixel statistics travel with the model (drift reference).
+        reference = input_stats(dataset.x_train)
+        mlflow.log_dict(reference, "input_stats.json")
+        mlflow.log_metric("train_seconds", result.train_seconds)
+        # Two rows: a batch of 1 would make torch.export fix the batch dimension to 1.
+        example = dataset.x_test[:2].astype(np.float32)
+        with torch.no_grad():
+            logits = result.model(torch.from_numpy(example)).numpy()
+        info = mlflow.pytorch.log_model(
+            result.model,
+            name="model",
+            input_example=example,
+            signature=infer_signature(example, logits),
+            metadata={"classes": dataset.classes, "input_stats": reference},
+            registered_model_name=register_as,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        )
+        version = info.registered_model_version
+        return str(version) if version is not None else None
+
+
+def _png_image(png: bytes) -> Image.Image:
+    return Image.open(BytesIO(png))
+
+
+@contextmanager
+def tracked_run(experiment: str, run_name: str, run_id: str | None = None) -> Iterator[TrackedRun]:
+    """Start (or resume, for `mlflow run`) a run; it ends FAILED, or KILLED when cancelled."""
+    if run_id:
+        run = mlflow.start_run(run_id=run_id)
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id_for(experiment), run_name=run_name)
+    try:
+        yield TrackedRun(run.info.run_id)
+    except TrainingCancelled:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
