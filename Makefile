@@ -31,8 +31,10 @@ $(VENVS)/mlflow-server/.installed: infra/mlflow/requirements.txt
 	$(VENVS)/mlflow-server/bin/pip install -q -r $<
 	touch $@
 
-lint: ## ruff (lint + format) and mypy in every subtree and in scripts/
+lint: ## ruff (lint + format) and mypy in every subtree and in scripts/; module docstrings and sizes
 	@for s in $(SUBTREES); do echo "== lint $$s"; $(MAKE) --no-print-directory -C $$s lint VENV=$(VENVS)/$$s || exit 1; done
+	@echo "== module docstrings and sizes"
+	$(PYTHON) scripts/check_modules.py
 	@echo "== lint scripts"
 	$(VENVS)/integration-tests/bin/ruff check scripts
 	$(VENVS)/integration-tests/bin/ruff format --check scripts
