@@ -17,7 +17,8 @@ the quality gate, have serving load it, clean up old versions and check serving'
    served vs the production alias, 5xx error rate and p99 latency (rates only once the service
    has seen `min_requests` requests); and `/v1/model`'s `live` section: the production
    version's live accuracy >= `min_live_accuracy` (once it has `min_feedback` outcomes) and the
-   input drift score <= `max_input_drift`. A live check that cannot be judged is not applied.
+   input drift score <= `max_input_drift` (once it covers `min_drift_inputs` instances). A live
+   check that cannot be judged is not applied.
 7. `fail_run_if_a_check_failed`: runs only when a task above failed (`trigger_rule=one_failed`)
    and fails, so the run shows red even though cleanup and monitoring ran; otherwise skipped.
 
@@ -68,6 +69,7 @@ from orchestration.task_defaults import default_task_args
         "min_live_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
         "min_feedback": Param(20, type="integer", minimum=1),
         "max_input_drift": Param(0.5, type="number", exclusiveMinimum=0),
+        "min_drift_inputs": Param(50, type="integer", minimum=1),
     },
 )
 def model_management(
@@ -84,6 +86,7 @@ def model_management(
     min_live_accuracy: float = 0.8,
     min_feedback: int = 20,
     max_input_drift: float = 0.5,
+    min_drift_inputs: int = 50,
 ) -> None:
     @task
     def list_model_versions(model_name: str) -> dict[str, Any]:
@@ -222,6 +225,7 @@ def model_management(
             "min_live_accuracy": min_live_accuracy,
             "min_feedback": min_feedback,
             "max_input_drift": max_input_drift,
+            "min_drift_inputs": min_drift_inputs,
         },
     )
     # Housekeeping and monitoring come after promotion, whatever its outcome (all_done).

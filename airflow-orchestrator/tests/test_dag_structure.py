@@ -87,6 +87,7 @@ EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
         "min_live_accuracy": 0.8,
         "min_feedback": 20,
         "max_input_drift": 0.5,
+        "min_drift_inputs": 50,
     },
     "simple_image_classifier": {"epochs": 5, "n_images": 3},
 }

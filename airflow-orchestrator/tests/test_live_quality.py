@@ -7,7 +7,12 @@ from typing import Any
 from orchestration.findings import INPUT_DRIFT, LIVE_ACCURACY_DROP
 from orchestration.live_quality import describe, evaluate_live_quality
 
-LIMITS: dict[str, Any] = {"min_live_accuracy": 0.8, "min_feedback": 20, "max_input_drift": 0.5}
+LIMITS: dict[str, Any] = {
+    "min_live_accuracy": 0.8,
+    "min_feedback": 20,
+    "max_input_drift": 0.5,
+    "min_drift_inputs": 50,
+}
 
 
 def _info(
@@ -64,6 +69,18 @@ def test_drift_above_the_limit_is_a_finding() -> None:
     assert (
         finding.message
     ) == "input drift score 1.300 of v7 over 200 instances > max_input_drift 0.5"
+
+
+def test_drift_is_judged_from_min_drift_inputs_instances_on() -> None:
+    # One odd image scores far out of distribution, and says nothing about the traffic.
+    summary, findings = evaluate_live_quality(_info(score=3.0, instances=1), version="7", **LIMITS)
+    assert findings == [] and summary["drift"]["applied"] is False
+    assert summary["drift"]["note"] == "v7 has 1 of min_drift_inputs 50 instances"
+    _, findings = evaluate_live_quality(_info(score=3.0, instances=49), version="7", **LIMITS)
+    assert findings == []
+    _, findings = evaluate_live_quality(_info(score=3.0, instances=50), version="7", **LIMITS)
+    [finding] = findings
+    assert finding.kind == INPUT_DRIFT and finding.details["min_drift_inputs"] == 50
 
 
 def test_null_scores_and_missing_sections_are_not_applied_and_say_why() -> None:

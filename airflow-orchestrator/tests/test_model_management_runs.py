@@ -207,12 +207,27 @@ def test_input_drift_alerts_while_too_few_outcomes_leave_accuracy_unjudged(
         "score": 1.4,
         "threshold": 0.5,
         "instances": 300,
+        "min_drift_inputs": 50,
         "window": 1000,
     }
     assert alert["error"] == (
         f"serving checks failed: input drift score 1.400 of v{version} over 300 instances "
         "> max_input_drift 0.5"
     )
+
+
+def test_a_single_odd_input_does_not_fire_the_drift_gate(run_dag: Any, world: World) -> None:
+    version = world.register_version(0.95, aliases=("staging", "production"))
+    _serve(world, version)
+    world.set_input_drift(4.2, instances=1)  # one inverted image, the only input so far
+
+    result = run_dag(DAG_ID, conf={"min_drift_inputs": 2})
+
+    assert result.state == "success", result.task_states
+    drift = result.xcom("monitor_serving_service")["live"]["drift"]
+    assert drift["applied"] is False
+    assert drift["note"] == f"v{version} has 1 of min_drift_inputs 2 instances"
+    assert world.alerts == []
 
 
 def test_live_checks_that_cannot_judge_are_not_applied_and_the_run_passes(

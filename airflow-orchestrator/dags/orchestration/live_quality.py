@@ -7,7 +7,8 @@ inverted images > 1). Two checks are built on them:
 
 * live accuracy of the production version >= ``min_live_accuracy``, judged only once that
   version has ``min_feedback`` outcomes (a handful of answers says nothing);
-* input drift score <= ``max_input_drift``.
+* input drift score <= ``max_input_drift``, judged only once the score covers
+  ``min_drift_inputs`` instances (one odd image is not a shifted distribution).
 
 A check that cannot be judged (an older serving service without ``live``, no feedback yet, no
 reference statistics) is not applied, and the summary says why: it neither passes nor fails.
@@ -63,7 +64,7 @@ def _accuracy_check(
 
 
 def _drift_check(
-    live: dict[str, Any], *, max_input_drift: float
+    live: dict[str, Any], *, max_input_drift: float, min_drift_inputs: int
 ) -> tuple[dict[str, Any], Finding | None]:
     drift = live.get("drift")
     summary: dict[str, Any] = {"threshold": max_input_drift}
@@ -84,6 +85,10 @@ def _drift_check(
         else:
             note = "drift score is null"
         return {**summary, "applied": False, "note": note}, None
+    instances = int(drift.get("instances") or 0)
+    if instances < min_drift_inputs:
+        note = f"v{version} has {instances} of min_drift_inputs {min_drift_inputs} instances"
+        return {**summary, "applied": False, "note": note}, None
     summary["applied"] = True
     if score <= max_input_drift:
         return summary, None
@@ -96,6 +101,7 @@ def _drift_check(
             "score": score,
             "threshold": max_input_drift,
             "instances": drift.get("instances"),
+            "min_drift_inputs": min_drift_inputs,
             "window": live.get("window"),
         },
     )
@@ -110,6 +116,7 @@ def evaluate_live_quality(
     min_live_accuracy: float,
     min_feedback: int,
     max_input_drift: float,
+    min_drift_inputs: int,
 ) -> tuple[dict[str, Any], list[Finding]]:
     """Both live checks for ``version``, the one ``alias`` points to: a summary and findings."""
     live = model_info.get("live")
@@ -124,7 +131,9 @@ def evaluate_live_quality(
         min_live_accuracy=min_live_accuracy,
         min_feedback=min_feedback,
     )
-    drift, drift_finding = _drift_check(live, max_input_drift=max_input_drift)
+    drift, drift_finding = _drift_check(
+        live, max_input_drift=max_input_drift, min_drift_inputs=min_drift_inputs
+    )
     findings = [f for f in (accuracy_finding, drift_finding) if f is not None]
     return {"window": live.get("window"), "accuracy": accuracy, "drift": drift}, findings
 
