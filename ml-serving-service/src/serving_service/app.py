@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,14 +32,19 @@ log = logging.getLogger(__name__)
 
 
 def calm_garbage_collector() -> None:
-    """Keep the cyclic garbage collector from pausing the event loop.
+    """Keep the cyclic garbage collector from pausing the event loop; call once, at startup.
 
-    Everything loaded so far (torch, mlflow, FastAPI, the model: millions of objects) lives
-    as long as the process or the model; frozen, the collector stops rescanning it (objects
-    are still freed by reference counting). Request garbage is acyclic and freed at once, so
-    collections can be rare. With CPython's defaults, collections stalled the loop for up to
-    300 ms under load (p99 323 ms at 16 clients, 15 ms with the collector off).
+    Everything loaded at startup (torch, mlflow, FastAPI: millions of objects) lives as long
+    as the process; frozen, the collector stops rescanning it. The modules torch imports on
+    the first model load (sympy, dynamo...) are imported first so they are frozen too.
+    Request garbage is acyclic and freed at once by reference counting, so collections can
+    be rare. With CPython's defaults, collections stalled the loop for up to 300 ms under
+    load (p99 323 ms at 16 clients, 15 ms with the collector off). Models are never frozen:
+    a swapped-out model's graph sits in reference cycles, and frozen objects are never
+    collected; the watcher collects each replaced model instead (`AliasWatcher`).
     """
+    with contextlib.suppress(ImportError):  # what torch.export.load imports, if it moves
+        importlib.import_module("torch.export.pt2_archive._package")
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
@@ -76,7 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.slot = slot
     app.state.watcher = AliasWatcher(registry, slot, settings.model_poll_interval)
-    app.state.versions = VersionCache(registry, settings.version_cache_size)
+    app.state.versions = VersionCache(
+        registry, settings.version_cache_size, settings.failed_version_ttl
+    )
     app.state.monitor = new_monitor(settings.monitor_window, settings.feedback_memory)
     app.state.scorer = Scorer(
         settings=settings,

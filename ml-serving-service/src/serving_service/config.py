@@ -23,10 +23,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=5001, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
+    # On SIGTERM: stop accepting, let in-flight requests finish for up to this long, then
+    # cancel them. Keep it below the orchestrator's kill timeout (Kubernetes: 30 s).
+    shutdown_grace_seconds: int = Field(default=20, ge=1)
     # One intra-op thread per worker: small models gain nothing from more, and extra
     # threads only contend with the event loop and the other workers for the cores.
     torch_threads: int = Field(default=1, ge=1)
     version_cache_size: int = Field(default=4, ge=1)
+    # Seconds an explicit version that failed to load answers its error without asking
+    # MLflow again (0: ask every time).
+    failed_version_ttl: float = Field(default=30.0, ge=0)
     registry_timeout: float = Field(default=5.0, gt=0)
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"

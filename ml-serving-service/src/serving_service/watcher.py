@@ -2,7 +2,8 @@
 
 A new version is loaded beside the serving one, tested on a sample input and only then
 published; a version that fails either step is refused and remembered, so the old one keeps
-serving and the poller does not retry the same broken version every interval.
+serving and the poller does not retry the same broken version every interval. The version it
+replaced is collected as soon as the last request using it ends (see `_collect_retired`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import weakref
 from dataclasses import dataclass
 
 from serving_service.metrics import MODEL_SWAPS, REGISTRY_UP, publish_model_version
 from serving_service.mlmodel import ModelLoadError
-from serving_service.model import SmokeTestError
+from serving_service.model import LoadedModel, SmokeTestError
 from serving_service.registry import Registry, RegistryUnavailable, VersionNotFound
 from serving_service.slot import ModelSlot
 
@@ -37,6 +39,8 @@ class AliasWatcher:
         self.slot = slot
         self.interval = interval
         self._lock = asyncio.Lock()
+        # Models swapped out but still alive (a request was using them), by weak reference.
+        self._retired: list[weakref.ref[LoadedModel]] = []
 
     async def run(self) -> None:
         """Poll forever; cancelled on shutdown."""
@@ -50,7 +54,12 @@ class AliasWatcher:
     async def check(self, retry_refused: bool = True) -> CheckResult:
         """Resolve the alias now and swap if it moved; one check at a time."""
         async with self._lock:
-            return await asyncio.to_thread(self._check_sync, retry_refused)
+            return await asyncio.to_thread(self._check_and_collect, retry_refused)
+
+    def _check_and_collect(self, retry_refused: bool) -> CheckResult:
+        result = self._check_sync(retry_refused)
+        self._collect_retired()  # after the check's own references to the old model are gone
+        return result
 
     def _check_sync(self, retry_refused: bool) -> CheckResult:
         slot = self.slot
@@ -96,10 +105,23 @@ class AliasWatcher:
             candidate.version,
             _v(previous),
         )
-        # The new model's objects live as long as it serves: keep them out of collections
-        # (see app.calm_garbage_collector); reference counting still frees the old model.
-        gc.freeze()
+        if previous is not None:
+            self._retired.append(weakref.ref(previous))
         return CheckResult(candidate.version, True)
+
+    def _collect_retired(self) -> None:
+        """Free the memory of swapped-out models now, or at the next check if still in use.
+
+        A model's graph (its nodes and their metadata) sits in reference cycles, which only
+        the cyclic collector frees, and `app.calm_garbage_collector` makes full collections
+        rare. The runtime is frozen at startup, so this collection only walks what was
+        allocated since, a small part of the heap. Nothing is frozen after a swap: a frozen
+        model would never be freed.
+        """
+        if not self._retired:
+            return
+        gc.collect()
+        self._retired = [ref for ref in self._retired if ref() is not None]
 
     def _refuse(self, version: str, result: str, reason: str) -> CheckResult:
         current = self.slot.current
