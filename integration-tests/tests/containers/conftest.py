@@ -24,7 +24,7 @@ from typing import Any  # noqa: E402
 import docker  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from container_stack import ContainerStack, Images, remove_leftovers  # noqa: E402
+from container_stack import ContainerStack, read_env_file, remove_leftovers  # noqa: E402
 
 from scripts.embedded.airflow_api import AirflowClient  # noqa: E402
 from scripts.embedded.demo import MANAGEMENT, PIPELINE, run_dag  # noqa: E402
@@ -54,9 +54,11 @@ def docker_client() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
-def images(docker_client: docker.DockerClient) -> Images:
+def images(docker_client: docker.DockerClient) -> dict[str, str]:
     """Build the images (or reuse them: the script's layer cache and wheelhouse make a re-run
-    with nothing changed take seconds) exactly the way `make images` and CI do."""
+    with nothing changed take seconds) exactly the way `make images` and CI do.
+
+    Returns the tags it wrote to build/images.env (POSTGRES_IMAGE=..., ...)."""
     begin = time.monotonic()
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT)],
@@ -73,11 +75,13 @@ def images(docker_client: docker.DockerClient) -> Images:
             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
     print(f"images ready in {time.monotonic() - begin:.0f} s")
-    return Images.from_env_file(ROOT / "build" / "images.env")
+    return read_env_file(ROOT / "build" / "images.env")
 
 
 @pytest.fixture(scope="session")
-def container_stack(images: Images, docker_client: docker.DockerClient) -> Iterator[ContainerStack]:
+def container_stack(
+    images: dict[str, str], docker_client: docker.DockerClient
+) -> Iterator[ContainerStack]:
     remove_leftovers(docker_client)
     stack = ContainerStack(images, docker_client)
     _running.append(stack)
@@ -99,7 +103,7 @@ def container_airflow(container_stack: ContainerStack) -> AirflowClient:
     return AirflowClient(
         container_stack.url("airflow-api-server"),
         container_stack.admin_user,
-        container_stack.secrets.airflow_password,
+        container_stack.admin_password,
     )
 
 

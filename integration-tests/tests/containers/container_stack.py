@@ -1,83 +1,86 @@
-"""The whole stack as containers on a private Docker network, driven by Testcontainers.
+"""The stack of docker-compose.yml as containers on a private Docker network, via Testcontainers.
 
-Same components and settings as docker-compose.yml (PostgreSQL with one database each for
-MLflow and Airflow, MLflow with proxied artifacts, the two services, Airflow's api-server,
-scheduler, dag-processor and triggerer on LocalExecutor), but with random secrets, random
-host ports published on 127.0.0.1 only, and named volumes private to the session, so it
-never collides with a stack a developer runs. Every container, volume and the network carry
-the label ``SUITE_LABEL``; `remove_leftovers` deletes what a killed session left behind.
+docker-compose.yml is the one description of the stack: every container is built from its
+service there (image, environment, command, volumes, healthcheck, init, restart policy) and
+started in the order its `depends_on` conditions give, the way `docker compose up` does (see
+compose_file.py). The suite overrides only what must differ to run beside a developer's
+stack: container and volume names (per session), host ports (random, on the address compose
+publishes on), and the values of `.env` (fresh random secrets, the images just built, and the
+few knobs compose exposes for tests, `TEST_VARIABLES`). A broken compose file fails here.
+Every container, volume and the network carry the label ``SUITE_LABEL``; `remove_leftovers`
+deletes what a killed session left behind.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import json
 import secrets
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import compose_file
 import docker
+from compose_file import Service
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 SUITE_LABEL = "org.mlops.suite"
 SUITE_VALUE = "containers-e2e"
-LOCALHOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+# Compose variables the suite sets for speed and determinism: serving polls the registry
+# every 2 s, new DAG files are parsed within 5 s, and no scheduled run interleaves with the
+# runs the tests trigger.
+TEST_VARIABLES = {
+    "SERVING_POLL_INTERVAL": "2",
+    "AIRFLOW_DAG_REFRESH_INTERVAL": "5",
+    "AIRFLOW_USE_JOB_SCHEDULE": "false",
+}
+IMAGE_VARIABLES = (
+    "POSTGRES_IMAGE",
+    "MLFLOW_IMAGE",
+    "TRAINING_IMAGE",
+    "SERVING_IMAGE",
+    "AIRFLOW_IMAGE",
+    "PROMETHEUS_IMAGE",
+)
 
 
-@dataclass(frozen=True)
-class Images:
-    """Image tags, as scripts/build_images.sh writes them to build/images.env."""
-
-    postgres: str
-    mlflow: str
-    training: str
-    serving: str
-    airflow: str
-
-    @classmethod
-    def from_env_file(cls, path: Path) -> Images:
-        values = dict(
-            line.split("=", 1)
-            for line in path.read_text().splitlines()
-            if line and not line.startswith("#")
-        )
-        return cls(
-            postgres=values["POSTGRES_IMAGE"],
-            mlflow=values["MLFLOW_IMAGE"],
-            training=values["TRAINING_IMAGE"],
-            serving=values["SERVING_IMAGE"],
-            airflow=values["AIRFLOW_IMAGE"],
-        )
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines, as scripts/build_images.sh writes build/images.env."""
+    return dict(
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    )
 
 
-@dataclass(frozen=True)
-class Secrets:
-    """Fresh per session: nothing secret is baked into an image or written to disk."""
+def fresh_variables(images: dict[str, str]) -> dict[str, str]:
+    """What `make env` would write, with new secrets, plus the images and TEST_VARIABLES.
 
-    postgres_password: str = field(default_factory=lambda: secrets.token_hex(16))
-    api_token: str = field(default_factory=lambda: secrets.token_hex(16))
-    airflow_password: str = field(default_factory=lambda: secrets.token_hex(16))
-    jwt_secret: str = field(default_factory=lambda: secrets.token_hex(24))
-
-
-@dataclass
-class Spec:
-    """How to (re)create one container: recreating it must give the same container."""
-
-    name: str
-    image: str
-    env: dict[str, str]
-    command: list[str] | None = None
-    alias: str | None = None
-    port: int | None = None  # published on 127.0.0.1, random host port
-    volumes: dict[str, str] = field(default_factory=dict)  # volume name -> mount path
+    Every key of .env.example that `make env` fills with a secret gets a new random one
+    (url-safe base64 of 32 bytes for the Fernet key, hex otherwise); the others keep
+    compose's defaults.
+    """
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        if value:
+            values[key] = value
+        elif key.endswith("FERNET_KEY"):
+            values[key] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        else:
+            values[key] = secrets.token_hex(24)
+    return {**values, **{k: images[k] for k in IMAGE_VARIABLES if k in images}, **TEST_VARIABLES}
 
 
 def http_ok(url: str, timeout: float = 5.0) -> bool:
@@ -108,21 +111,30 @@ def remove_leftovers(client: docker.DockerClient) -> None:
 
 
 class ContainerStack:
-    """Start, restart, recreate and inspect the stack's containers; `close` removes it all."""
+    """Start, restart, recreate and inspect the compose stack's containers; `close` removes all."""
 
-    def __init__(self, images: Images, client: docker.DockerClient) -> None:
-        self.images = images
+    def __init__(self, images: dict[str, str], client: docker.DockerClient) -> None:
         self.client = client
-        self.secrets = Secrets()
+        self.variables = fresh_variables(images)
+        self.services = {s.name: s for s in compose_file.load(COMPOSE_FILE, self.variables)}
         self.session = uuid.uuid4().hex[:8]
-        self.admin_user = "admin"
         self.network = Network(docker_network_kw={"labels": {SUITE_LABEL: SUITE_VALUE}})
         self.containers: dict[str, DockerContainer] = {}
-        self.specs: dict[str, Spec] = {}
         self.volumes: list[str] = []
         self.startup_seconds: dict[str, float] = {}
 
-    # -- configuration (mirrors docker-compose.yml) -------------------------------------
+    @property
+    def admin_user(self) -> str:
+        return self.variables["AIRFLOW_ADMIN_USER"]
+
+    @property
+    def admin_password(self) -> str:
+        return self.variables["AIRFLOW_ADMIN_PASSWORD"]
+
+    @property
+    def long_running(self) -> list[str]:
+        return [name for name, service in self.services.items() if not service.one_shot]
+
     def _volume(self, name: str) -> str:
         full = f"mlops-it-{self.session}-{name}"
         if full not in self.volumes:
@@ -130,177 +142,76 @@ class ContainerStack:
             self.volumes.append(full)
         return full
 
-    def _database_url(self, database: str) -> str:
-        return (
-            f"postgresql+psycopg2://mlops:{self.secrets.postgres_password}@postgres:5432/{database}"
-        )
-
-    def _airflow_env(self) -> dict[str, str]:
-        token = self.secrets.api_token
-
-        def connection(host: str, port: int, password: str | None = None) -> str:
-            conn: dict[str, Any] = {"conn_type": "http", "host": host, "port": port}
-            if password:
-                conn["password"] = password
-            return json.dumps(conn)
-
-        return {
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._database_url("airflow"),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__API_AUTH__JWT_SECRET": self.secrets.jwt_secret,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-api-server:8080/execution/",
-            # docker-compose.yml's value, on purpose not the random host port: the UI builds
-            # its redirects from the address the browser used and only takes the path ("/")
-            # from base_url, which test_container_ui.py checks through the published port.
-            "AIRFLOW__API__BASE_URL": "http://localhost:8080",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.admin_user}:admin",
-            # The tests trigger every run themselves: no scheduled run may interleave.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW_CONN_TRAINING_SERVICE": connection("training", 5002, token),
-            "AIRFLOW_CONN_SERVING_SERVICE": connection("serving", 5001, token),
-            "AIRFLOW_CONN_MLFLOW": connection("mlflow", 5000),
-        }
-
-    def _specs(self) -> list[Spec]:
-        images, token = self.images, self.secrets.api_token
-        service_env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "API_TOKEN": token}
-        airflow_volumes = {self._volume("airflow-logs"): "/opt/airflow/logs"}
-        auth_volume = {self._volume("airflow-auth"): "/opt/airflow/auth"}
-        write_password = (
-            "import json, os; open(os.environ['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE'],"
-            " 'w').write(json.dumps({os.environ['AIRFLOW_ADMIN_USER']:"
-            " os.environ['AIRFLOW_ADMIN_PASSWORD']}))"
-        )
-        return [
-            Spec(
-                "postgres",
-                images.postgres,
-                {
-                    "POSTGRES_USER": "mlops",
-                    "POSTGRES_PASSWORD": self.secrets.postgres_password,
-                    "POSTGRES_DB": "mlflow",
-                    "POSTGRES_EXTRA_DATABASES": "airflow",
-                },
-                alias="postgres",
-                volumes={self._volume("postgres-data"): "/var/lib/postgresql/data"},
-            ),
-            Spec(
-                "mlflow",
-                images.mlflow,
-                {"MLFLOW_BACKEND_STORE_URI": self._database_url("mlflow")},
-                alias="mlflow",
-                port=5000,
-                volumes={self._volume("mlflow-artifacts"): "/mlflow/artifacts"},
-            ),
-            Spec(
-                "airflow-init",
-                images.airflow,
-                {
-                    **self._airflow_env(),
-                    "AIRFLOW_ADMIN_USER": self.admin_user,
-                    "AIRFLOW_ADMIN_PASSWORD": self.secrets.airflow_password,
-                },
-                command=["bash", "-c", f'airflow db migrate && python -c "{write_password}"'],
-                volumes={**airflow_volumes, **auth_volume},
-            ),
-            Spec(
-                "training",
-                images.training,
-                {**service_env, "ENVIRONMENT": "production"},
-                alias="training",
-                port=5002,
-                volumes={self._volume("training-data"): "/data"},
-            ),
-            Spec(
-                "serving",
-                images.serving,
-                {**service_env, "ENVIRONMENT": "production", "MODEL_POLL_INTERVAL": "2"},
-                alias="serving",
-                port=5001,
-            ),
-            Spec(
-                "airflow-api-server",
-                images.airflow,
-                self._airflow_env(),
-                command=["airflow", "api-server"],
-                alias="airflow-api-server",
-                port=8080,
-                volumes={**airflow_volumes, **auth_volume},
-            ),
-            *(
-                Spec(
-                    f"airflow-{part}",
-                    images.airflow,
-                    self._airflow_env(),
-                    command=["airflow", part],
-                    volumes=airflow_volumes,
-                )
-                for part in ("scheduler", "dag-processor", "triggerer")
-            ),
-        ]
-
     # -- lifecycle -----------------------------------------------------------------------
-    def run(self, spec: Spec) -> DockerContainer:
-        container = DockerContainer(
-            spec.image,
-            # docker-init as PID 1 forwards SIGTERM, so stop and restart take seconds.
-            init=True,
-            labels={SUITE_LABEL: SUITE_VALUE},
-        )
-        container.with_name(f"mlops-it-{self.session}-{spec.name}")
+    def run(self, service: Service) -> DockerContainer:
+        """Create and start the service's container exactly as compose describes it."""
+        options: dict[str, Any] = {"labels": {SUITE_LABEL: SUITE_VALUE}, "init": service.init}
+        if service.healthcheck is not None:
+            options["healthcheck"] = service.healthcheck
+        if service.restart != "no":
+            options["restart_policy"] = {"Name": service.restart}
+        container = DockerContainer(service.image, **options)
+        container.with_name(f"mlops-it-{self.session}-{service.name}")
         container.with_network(self.network)
-        if spec.alias:
-            container.with_network_aliases(spec.alias)
-        container.with_envs(**spec.env)
-        if spec.command:
-            container.with_command(spec.command)
-        if spec.port:
-            # Published on the loopback interface only, on a random free port.
-            container.ports[str(spec.port)] = (LOCALHOST, None)  # type: ignore[assignment]
-        for volume, path in spec.volumes.items():
-            container.with_volume_mapping(volume, path, "rw")
-        self.specs[spec.name] = spec
-        self.containers[spec.name] = container.start()
+        container.with_network_aliases(service.name)
+        container.with_envs(**service.environment)
+        if service.command:
+            container.with_command(service.command)
+        for port in service.ports:
+            # The address compose publishes on, a random free host port.
+            container.ports[str(port.container_port)] = (port.host_ip, None)  # type: ignore[assignment]
+        for mount in service.mounts:
+            source = self._volume(mount.source) if mount.named else mount.source
+            container.with_volume_mapping(source, mount.target, mount.mode)
+        self.containers[service.name] = container.start()
         return container
 
+    def _condition_met(self, name: str, condition: str) -> bool:
+        if name not in self.containers:
+            return False
+        state, health = self.status(name)
+        if condition == "service_completed_successfully":
+            if state == "exited":
+                code = self.wait_exit(name, 10)
+                if code != 0:
+                    raise RuntimeError(f"{name} exited with {code}")
+                return True
+            return False
+        if state in {"exited", "dead"}:
+            raise RuntimeError(f"{name} {state} while its dependents wait for it")
+        return condition == "service_started" or health == "healthy"
+
     def start(self, timeout: float = 300.0) -> None:
-        """Bring the stack up in dependency order, like `docker compose up` does."""
+        """Start every service once its `depends_on` conditions hold, like `compose up`."""
         begin = time.monotonic()
         self.network.create()
-        specs = {spec.name: spec for spec in self._specs()}
-        self.run(specs["postgres"])
-        self.wait_healthy("postgres", timeout)
-        self.run(specs["mlflow"])
-        self.run(specs["airflow-init"])
-        exit_code = self.wait_exit("airflow-init", timeout)
-        if exit_code != 0:
-            raise RuntimeError(f"airflow-init exited with {exit_code}")
-        for name in (
-            "airflow-api-server",
-            "airflow-scheduler",
-            "airflow-dag-processor",
-            "airflow-triggerer",
-        ):
-            self.run(specs[name])
-        self.wait_http("mlflow", "/health", timeout)
-        self.run(specs["training"])
-        self.run(specs["serving"])
-        for name in ("training", "serving"):
-            self.wait_http(name, "/health", timeout)
-        self.wait_http("airflow-api-server", "/api/v2/monitor/health", timeout)
+        pending = dict(self.services)
+
+        def progress() -> bool:
+            for name, service in list(pending.items()):
+                if all(self._condition_met(d, c) for d, c in service.depends_on.items()):
+                    self.run(service)
+                    self.startup_seconds[name] = time.monotonic() - begin
+                    del pending[name]
+            return not pending
+
+        wait_for(f"every service started ({', '.join(pending)})", progress, timeout)
+        for name in self.long_running:
+            if self.services[name].healthcheck != {"test": ["NONE"]}:
+                self.wait_healthy(name, max(timeout - (time.monotonic() - begin), 30))
         self.startup_seconds["stack"] = time.monotonic() - begin
 
     def url(self, name: str) -> str:
-        """Base URL of a container's published port, as seen from this host."""
-        spec = self.specs[name]
-        assert spec.port is not None, f"{name} publishes no port"
-        bindings = self.client.api.port(self.containers[name].get_container_id(), spec.port)
+        """Base URL of a container's (first) published port, as seen from this host."""
+        ports = self.services[name].ports
+        assert ports, f"{name} publishes no port"
+        port = ports[0]
+        bindings = self.client.api.port(
+            self.containers[name].get_container_id(), port.container_port
+        )
         if not bindings:
-            raise RuntimeError(f"{name}: port {spec.port} is not published (container stopped?)")
-        return f"http://{LOCALHOST}:{bindings[0]['HostPort']}"
+            raise RuntimeError(f"{name}: port {port.container_port} is not published (stopped?)")
+        return f"http://{port.host_ip}:{bindings[0]['HostPort']}"
 
     def status(self, name: str) -> tuple[str, str | None]:
         container = self.containers[name].get_wrapped_container()
@@ -334,12 +245,14 @@ class ContainerStack:
         return int(result["StatusCode"])
 
     def restart(self, name: str) -> None:
-        self.containers[name].get_wrapped_container().restart(timeout=20)
+        """`docker compose restart`: SIGTERM, and SIGKILL after the service's stop_grace_period."""
+        grace = int(self.services[name].stop_grace_seconds)
+        self.containers[name].get_wrapped_container().restart(timeout=grace)
 
     def recreate(self, name: str) -> None:
         """Remove the container (not its volumes) and start a new one from the same spec."""
         self.containers.pop(name).get_wrapped_container().remove(force=True, v=False)
-        self.run(self.specs[name])
+        self.run(self.services[name])
 
     def logs(self, name: str, tail: int = 80) -> str:
         container = self.containers.get(name)

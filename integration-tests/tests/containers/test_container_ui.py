@@ -24,7 +24,7 @@ def ui(container_stack: ContainerStack) -> UiTargets:
     return UiTargets(
         airflow_url=container_stack.url("airflow-api-server"),
         airflow_user=container_stack.admin_user,
-        airflow_password=container_stack.secrets.airflow_password,
+        airflow_password=container_stack.admin_password,
         mlflow_url=container_stack.url("mlflow"),
         serving_url=container_stack.url("serving"),
     )
