@@ -1,57 +1,28 @@
-"""Shared fixtures: a real MLflow server (SQLite, served artifacts) and the real service."""
+"""Shared fixtures: a real MLflow server (SQLite, served artifacts), the real service, and
+per-test job and dataset stores for the runner's unit tests."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from support import AUTH, VENV_BIN, ServiceProcess, free_port, http_ok, wait_until
+from support import AUTH, ServiceProcess, free_port, start_mlflow_server, stop_process_group
+
+from training_service.data import DatasetStore
+from training_service.jobs.store import JobStore
 
 
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` from this venv on 127.0.0.1, SQLite backend, artifacts it serves."""
-    root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root}/mlflow.db",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--serve-artifacts",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    process = start_mlflow_server(tmp_path_factory.mktemp("mlflow"), port)
     try:
-        wait_until(
-            lambda: process.poll() is None and http_ok(f"{uri}/health"),
-            180,
-            f"mlflow server at {uri} (log: {root / 'server.log'})",
-            interval=0.5,
-        )
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop_process_group(process)
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +61,14 @@ def digits_dataset(service: ServiceProcess) -> dict:
     assert response.status_code == 201, response.text
     body: dict = response.json()
     return body
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> JobStore:
+    """A job store of its own per test (unit tests of the job runner)."""
+    return JobStore(tmp_path / "jobs.sqlite3")
+
+
+@pytest.fixture()
+def datasets(tmp_path: Path) -> DatasetStore:
+    return DatasetStore(tmp_path / "datasets")

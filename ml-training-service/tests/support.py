@@ -46,6 +46,57 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def start_mlflow_server(root: Path, port: int) -> subprocess.Popen[bytes]:
+    """`mlflow server` from this venv on 127.0.0.1:`port`, SQLite backend and served artifacts
+    under `root` (the same `root` and port again: the same server after a restart)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                str(VENV_BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root}/mlflow.db",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--serve-artifacts",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stop_process_group ends its workers too
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: process.poll() is None and http_ok(f"{uri}/health"),
+            180,
+            f"mlflow server at {uri} (log: {root / 'server.log'})",
+            interval=0.5,
+        )
+    except AssertionError:
+        stop_process_group(process)
+        raise
+    return process
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process started with start_new_session and its children; SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
 class ServiceProcess:
     """`python -m training_service` on a free port, as the service runs in production."""
 
@@ -95,14 +146,8 @@ class ServiceProcess:
         self.process.wait(30)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(30)
+        if self.process is not None:
+            stop_process_group(self.process)
 
     def client(self) -> httpx.Client:
         # Generous: the first dataset request imports scikit-learn on a possibly busy CI box.

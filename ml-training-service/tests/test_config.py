@@ -68,3 +68,23 @@ def test_token_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.token == "s3cret"
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
     assert Settings(environment="local").token is None
+
+
+def test_mlflow_client_bounds_reach_the_processes_that_call_mlflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "3")  # MLflow's own name
+    settings = Settings(api_token="t")
+    assert settings.mlflow_client_environment == {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "3",
+    }
+    from mlflow import environment_variables  # the names are MLflow's, not ours
+
+    assert all(hasattr(environment_variables, name) for name in settings.mlflow_client_environment)
+    assert settings.shutdown_grace_seconds == 20
+    with pytest.raises(ValidationError, match="mlflow_http_request_timeout"):
+        Settings(api_token="t", mlflow_http_request_timeout=0)

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_support import (
+    FakeOutcome,
+    StandInPipeline,
+    make_runner,
+    run_one_job,
+    start_runner,
+    submit,
+)
 from support import wait_until
 
 from training_service.data import DatasetNotFoundError, DatasetStore
-from training_service.jobs.executors import InlineJobExecutor
 from training_service.jobs.records import (
     IdempotencyConflictError,
     Job,
@@ -24,75 +30,10 @@ from training_service.jobs.records import (
     JobNotFoundError,
     JobStatus,
     QueueFullError,
-    TrainingDefaults,
 )
-from training_service.jobs.runner import JobRunner
 from training_service.jobs.store import JobStore
 from training_service.logs import request_id_var
-from training_service.params import EpochResult, TrainingCancelled, TrainingParams
-
-
-class FakeOutcome:
-    def __init__(self, epochs: int) -> None:
-        self.run_id = "run-1"
-        self.model_version = "3"
-        self.result = type("R", (), {"final": EpochResult(epochs, 0.1, 0.2, 0.98)})()
-
-
-class StandInPipeline:
-    """Reports epochs like the real pipeline; blocks on `gate` so tests control timing."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, dataset: Any, params: TrainingParams, **kwargs: Any) -> FakeOutcome:
-        self.calls.append({"params": params, **kwargs})
-        kwargs["on_run_started"]("run-1")
-        for epoch in range(1, params.epochs + 1):
-            while not self.gate.wait(0.01):
-                if kwargs["should_stop"]():
-                    raise TrainingCancelled
-            kwargs["on_epoch"](EpochResult(epoch, 0.5, 0.4, 0.9))
-        if params.seed == 666:
-            raise RuntimeError("boom")
-        return FakeOutcome(params.epochs)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.sqlite3")
-
-
-@pytest.fixture()
-def datasets(tmp_path: Path) -> DatasetStore:
-    return DatasetStore(tmp_path / "datasets")
-
-
-def make_runner(
-    store: JobStore, datasets: DatasetStore, pipeline: StandInPipeline, max_queued: int = 8
-) -> JobRunner:
-    defaults = TrainingDefaults(experiment="e", model_name="m")
-    runner = JobRunner(
-        store,
-        datasets,
-        InlineJobExecutor(store, datasets, defaults, pipeline=pipeline),
-        model_name="m",
-        max_queued=max_queued,
-    )
-    return runner
-
-
-def submit(runner: JobRunner, key: str | None = None, **params: Any) -> Job:
-    body = {"epochs": 2, **params}
-    job, _ = runner.submit(
-        params=TrainingParams(**body),
-        dataset_id=None,
-        register=True,
-        request_body=body,
-        idempotency_key=key,
-    )
-    return job
+from training_service.params import TrainingParams
 
 
 def test_store_persists_jobs_across_connections(tmp_path: Path, store: JobStore) -> None:
@@ -109,19 +50,6 @@ def test_store_persists_jobs_across_connections(tmp_path: Path, store: JobStore)
         reopened.get("job-2")
     with pytest.raises(ValueError, match="unknown job fields"):
         store.update("job-1", nonsense=1)
-
-
-def run_one_job(store: JobStore, datasets: DatasetStore, **params: Any) -> tuple[Job, JobRunner]:
-    """Submit one job to a started runner whose pipeline never blocks; wait for its end."""
-    pipeline = StandInPipeline()
-    pipeline.gate.set()
-    runner = make_runner(store, datasets, pipeline)
-    runner.start()
-    job = submit(runner, **params)
-    done: Job = wait_until(
-        lambda: (j := store.get(job.job_id)).status.is_final and j, 30, "job to finish"
-    )
-    return done, runner
 
 
 def test_job_runs_to_success_with_progress_and_version(
@@ -176,9 +104,7 @@ def test_unknown_dataset_is_refused(store: JobStore, datasets: DatasetStore) -> 
 
 
 def test_cancel_queued_running_and_finished(store: JobStore, datasets: DatasetStore) -> None:
-    pipeline = StandInPipeline()
-    runner = make_runner(store, datasets, pipeline)
-    runner.start()
+    runner, pipeline = start_runner(store, datasets)
     running = submit(runner)
     queued = submit(runner)
     wait_until(lambda: store.get(running.job_id).status is JobStatus.RUNNING, 30, "start")
@@ -200,9 +126,7 @@ def test_cancel_queued_running_and_finished(store: JobStore, datasets: DatasetSt
 def test_restart_fails_running_jobs_and_requeues_queued_ones(
     tmp_path: Path, store: JobStore, datasets: DatasetStore
 ) -> None:
-    pipeline = StandInPipeline()
-    runner = make_runner(store, datasets, pipeline)
-    runner.start()
+    runner, pipeline = start_runner(store, datasets)
     finished = submit(runner, epochs=1)
     pipeline.gate.set()
     wait_until(lambda: store.get(finished.job_id).status.is_final, 30, "first job")

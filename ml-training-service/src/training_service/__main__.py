@@ -29,6 +29,9 @@ def main() -> None:
         log_level=settings.log_level,
         log_config=None,  # uvicorn's loggers propagate to the handler configured above
         access_log=False,  # the service writes its own access line, with route and request id
+        # On SIGTERM: stop accepting, let in-flight requests finish for this long, then exit
+        # (uvicorn's default waits for them forever, past any orchestrator's kill timeout).
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

@@ -19,13 +19,14 @@ from training_service.api.routes import datasets, operations, training
 from training_service.config import Settings, get_settings
 from training_service.data import DatasetStore
 from training_service.data import warm_up as data_warm_up
+from training_service.dataset_keys import DatasetKeys
 from training_service.jobs.executors import InlineJobExecutor, JobExecutor, ProcessJobExecutor
 from training_service.jobs.records import TrainingDefaults
 from training_service.jobs.runner import JobRunner
 from training_service.jobs.store import JobStore
 from training_service.metrics import REGISTRY, JobStateCollector
 from training_service.middleware import REQUEST_ID_HEADER, TelemetryMiddleware
-from training_service.recovery import close_interrupted_runs
+from training_service.recovery import OpenRun, RunCloser
 from training_service.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tracking_uri=settings.mlflow_tracking_uri,
             torch_threads=settings.torch_threads,
             service_pid=os.getpid(),
+            mlflow_environment=settings.mlflow_client_environment,
             log_level=settings.log_level,
             log_format=settings.log_format,
         )
@@ -68,7 +70,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             defaults,
             tracking_uri=settings.mlflow_tracking_uri,
             torch_threads=settings.torch_threads,
+            mlflow_environment=settings.mlflow_client_environment,
         )
+    run_closer = RunCloser(
+        settings.mlflow_tracking_uri,
+        settings.mlflow_client_environment,
+        settings.mlflow_run_close_retry_seconds,
+    )
     runner = JobRunner(
         store,
         datasets,
@@ -76,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model_name=settings.model_name,
         max_concurrent=settings.max_concurrent_jobs,
         max_queued=settings.max_queued_jobs,
+        run_closer=run_closer,
     )
     collector = JobStateCollector(store.count_by_status)
     REGISTRY.register(collector)
@@ -84,15 +93,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     interrupted = runner.start()
     if interrupted:
         log.warning("%d job(s) were interrupted by the last shutdown", len(interrupted))
-        open_runs = [(job.job_id, job.run_id) for job in interrupted if job.run_id]
+        open_runs = [OpenRun(job.job_id, job.run_id) for job in interrupted if job.run_id]
         if open_runs:
-            threading.Thread(
-                target=close_interrupted_runs,
-                args=(settings.mlflow_tracking_uri, open_runs),
-                name="close-interrupted-runs",
-                daemon=True,
-            ).start()
+            run_closer.close(*open_runs)
     app.state.datasets, app.state.runner = datasets, runner
+    app.state.dataset_keys = DatasetKeys(settings.dataset_keys_dir)
     try:
         yield
     finally:

@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     # "process": train in worker processes (no GIL contention with the API);
     # "thread": train in the service process (lighter, but slows requests while training).
     job_executor: Literal["process", "thread"] = "process"
+    # MLflow's own client variables, with bounds for an outage: 1 retry and 10 s per request
+    # make a job fail within about 45 s of MLflow going away (MLflow's defaults, 7 retries
+    # with exponential backoff and 120 s, stall it for minutes). Passed to every process
+    # that talks to MLflow (see mlflow_client.py).
+    mlflow_http_request_max_retries: int = Field(default=1, ge=0, le=10)
+    mlflow_http_request_timeout: int = Field(default=10, ge=1, le=600)
+    mlflow_http_request_backoff_factor: int = Field(default=1, ge=0, le=120)
+    # How often MLflow runs left RUNNING by an outage or a crash are retried until ended.
+    mlflow_run_close_retry_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # uvicorn's grace on SIGTERM: in-flight requests may finish for this long, then the
+    # process exits (stay below the orchestrator's kill timeout, e.g. Kubernetes' 30 s).
+    shutdown_grace_seconds: int = Field(default=20, ge=1, le=3600)
     log_level: str = "info"
     # "json": one JSON object per line (for log shippers); "text": for reading in a terminal.
     log_format: Literal["json", "text"] = "json"
@@ -50,8 +62,21 @@ class Settings(BaseSettings):
         return self.api_token.get_secret_value() if self.api_token else None
 
     @property
+    def mlflow_client_environment(self) -> dict[str, str]:
+        """MLflow's HTTP client variables for the processes that talk to MLflow."""
+        return {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_http_request_max_retries),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_http_request_timeout),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.mlflow_http_request_backoff_factor),
+        }
+
+    @property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @property
+    def dataset_keys_dir(self) -> Path:
+        return self.datasets_dir / "idempotency-keys"
 
     @property
     def jobs_db_path(self) -> Path:

@@ -25,9 +25,12 @@ from PIL import Image
 
 from training_service import __version__
 from training_service.data import Dataset, input_stats
+from training_service.mlflow_client import MlflowUnavailableError, is_mlflow_outage
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 from training_service.plots import confusion_matrix_png, training_curve_png
 from training_service.train import TrainingResult
+
+log = logging.getLogger(__name__)
 
 
 class _PrintsToLog:
@@ -155,17 +158,43 @@ def _png_image(png: bytes) -> Image.Image:
 
 @contextmanager
 def tracked_run(experiment: str, run_name: str, run_id: str | None = None) -> Iterator[TrackedRun]:
-    """Start (or resume, for `mlflow run`) a run; it ends FAILED, or KILLED when cancelled."""
-    if run_id:
-        run = mlflow.start_run(run_id=run_id)
-    else:
-        run = mlflow.start_run(experiment_id=experiment_id_for(experiment), run_name=run_name)
+    """Start (or resume, for `mlflow run`) a run; it ends FAILED, or KILLED when cancelled.
+
+    When MLflow stops answering, MlflowUnavailableError (naming the tracking URI) replaces
+    MLflow's error, and says whether the run was left RUNNING for `recovery` to end.
+    """
+    try:
+        if run_id:
+            run = mlflow.start_run(run_id=run_id)
+        else:
+            run = mlflow.start_run(experiment_id=experiment_id_for(experiment), run_name=run_name)
+    except Exception as exc:
+        if is_mlflow_outage(exc):
+            raise MlflowUnavailableError(mlflow.get_tracking_uri(), exc, None, False) from exc
+        raise
     try:
         yield TrackedRun(run.info.run_id)
     except TrainingCancelled:
         mlflow.end_run("KILLED")
         raise
-    except BaseException:
-        mlflow.end_run("FAILED")
+    except BaseException as exc:
+        ended = _end_run_failed()
+        if is_mlflow_outage(exc):
+            uri = mlflow.get_tracking_uri()
+            raise MlflowUnavailableError(uri, exc, run.info.run_id, not ended) from exc
         raise
     mlflow.end_run("FINISHED")
+
+
+def _end_run_failed() -> bool:
+    """End the active run as FAILED; False when MLflow could not be told (it stays RUNNING).
+
+    The run is no longer active in this process either way (MLflow pops it first), so the
+    worker's next job can start a run of its own.
+    """
+    try:
+        mlflow.end_run("FAILED")
+    except Exception as exc:
+        log.warning("could not end the MLflow run as FAILED: %s", exc)
+        return False
+    return True

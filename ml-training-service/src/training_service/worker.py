@@ -25,6 +25,7 @@ from training_service.data import DatasetNotFoundError, DatasetStore
 from training_service.jobs.lifecycle import ProgressReporter
 from training_service.jobs.records import Job, JobOutcome, JobStatus, TrainingDefaults
 from training_service.logs import LogFormat, bound_request_id, configure_logging
+from training_service.mlflow_client import MlflowUnavailableError, apply_client_environment
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 
 if TYPE_CHECKING:  # the service process never imports torch or MLflow itself
@@ -109,6 +110,14 @@ def _execute_job(
         )
     except TrainingCancelled:
         return JobOutcome(JobStatus.CANCELLED, error="cancelled while running")
+    except MlflowUnavailableError as exc:
+        log.error("job %s failed: %s", job.job_id, exc, extra=job_fields)
+        return JobOutcome(
+            JobStatus.FAILED,
+            run_id=exc.run_id,
+            error=str(exc),
+            run_left_running=exc.run_left_running,
+        )
     except DatasetNotFoundError:
         return JobOutcome(
             JobStatus.FAILED, error=f"dataset '{job.dataset_id}' no longer exists in DATA_DIR"
@@ -139,8 +148,12 @@ def epoch_metrics(epoch: EpochResult) -> dict[str, float]:
     }
 
 
-def configure_training(tracking_uri: str, torch_threads: int) -> None:
-    """Once per process that trains: torch threads, MLflow's server and its printed events."""
+def configure_training(
+    tracking_uri: str, torch_threads: int, mlflow_environment: dict[str, str]
+) -> None:
+    """Once per process that trains: torch threads, MLflow's server, its HTTP retries and
+    timeouts, and its printed events."""
+    apply_client_environment(mlflow_environment)
     import mlflow
     import torch
 
@@ -160,6 +173,7 @@ class WorkerConfig:
     tracking_uri: str
     torch_threads: int
     service_pid: int
+    mlflow_environment: dict[str, str]
     log_level: str = "info"
     log_format: LogFormat = "json"
 
@@ -204,7 +218,7 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
     configure_logging(config.log_level, config.log_format)
     import training_service.pipeline  # noqa: F401  (warm imports before the first job)
 
-    configure_training(config.tracking_uri, config.torch_threads)
+    configure_training(config.tracking_uri, config.torch_threads, config.mlflow_environment)
     datasets = DatasetStore(config.datasets_dir)
 
     def service_alive() -> bool:

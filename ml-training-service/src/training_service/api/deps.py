@@ -1,15 +1,16 @@
-"""Shared request wiring: settings, stores, the job runner, request id and bearer-token auth."""
+"""Shared request wiring: settings, stores, the job runner, request headers, bearer-token auth."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from training_service.config import Settings
 from training_service.data import DatasetStore
+from training_service.dataset_keys import DatasetKeys
 from training_service.jobs.runner import JobRunner
 
 
@@ -21,6 +22,11 @@ def get_settings(request: Request) -> Settings:
 def get_datasets(request: Request) -> DatasetStore:
     datasets: DatasetStore = request.app.state.datasets
     return datasets
+
+
+def get_dataset_keys(request: Request) -> DatasetKeys:
+    keys: DatasetKeys = request.app.state.dataset_keys
+    return keys
 
 
 def get_runner(request: Request) -> JobRunner:
@@ -36,8 +42,20 @@ def get_request_id(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]
+DatasetKeysDep = Annotated[DatasetKeys, Depends(get_dataset_keys)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+#: The optional `Idempotency-Key` header of the POST routes (each route says what it replays);
+#: the parameter must be named `idempotency_key`.
+IdempotencyKeyDep = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        description="The same key with the same body replays the first answer; "
+        "with another body it is a 409.",
+    ),
+]
 
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN of the service.")
 

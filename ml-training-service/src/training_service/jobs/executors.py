@@ -63,6 +63,7 @@ class InlineJobExecutor:
         *,
         tracking_uri: str | None = None,
         torch_threads: int = 1,
+        mlflow_environment: dict[str, str] | None = None,
     ) -> None:
         self._store = store
         self._datasets = datasets
@@ -70,13 +71,16 @@ class InlineJobExecutor:
         self._pipeline = pipeline
         self._tracking_uri = tracking_uri
         self._torch_threads = torch_threads
+        self._mlflow_environment = mlflow_environment or {}
         self._configure_once = threading.Lock()
 
     def execute(self, job: Job) -> JobOutcome:
         # Configured on first use, not at start-up: importing torch and MLflow takes seconds.
         with self._configure_once:
             if self._tracking_uri is not None:
-                configure_training(self._tracking_uri, self._torch_threads)
+                configure_training(
+                    self._tracking_uri, self._torch_threads, self._mlflow_environment
+                )
                 self._tracking_uri = None
         progress = JobProgress(self._store, job.job_id)
         return execute_job(job, progress, self._datasets, self._defaults, self._pipeline)

@@ -39,9 +39,16 @@ class ProgressReporter(Protocol):
         ...
 
 
-def record_queued(store: JobStore, job: Job) -> None:
-    """A new job, waiting for a dispatcher."""
-    store.insert(job)
+def record_queued(store: JobStore, job: Job, *, retry_of: Job | None = None) -> None:
+    """A new job, waiting for a dispatcher.
+
+    `retry_of`: the failed or cancelled job whose Idempotency-Key the new job takes over (a
+    key names one job, the latest); the old job keeps its record, without the key.
+    """
+    with store.lock:
+        if retry_of is not None:
+            store.update(retry_of.job_id, idempotency_key=None)
+        store.insert(job)
 
 
 def start(store: JobStore, job_id: str) -> Job | None:

@@ -93,6 +93,8 @@ class JobOutcome:
     run_id: str | None = None
     model_version: str | None = None
     error: str | None = None
+    # MLflow did not answer when the job failed: its run (run_id) is still RUNNING there.
+    run_left_running: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,13 @@ from training_service.jobs.store import JobStore
 from training_service.logs import bound_request_id
 from training_service.metrics import JOB_DURATION
 from training_service.params import TrainingParams
+from training_service.recovery import OUTAGE_FAILURE_TEXT, OpenRun, RunCloser
 
 # The logger name of job lines since 0.1.0 (log queries select on it), kept across the split.
 log = logging.getLogger("training_service.jobs")
+
+#: A job that ended like this is run again (as a new job) when its Idempotency-Key returns.
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class JobRunner:
@@ -48,6 +52,7 @@ class JobRunner:
         model_name: str,
         max_concurrent: int = 1,
         max_queued: int = 8,
+        run_closer: RunCloser | None = None,
     ) -> None:
         self.store = store
         self.datasets = datasets
@@ -55,6 +60,7 @@ class JobRunner:
         self.model_name = model_name
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
+        self._run_closer = run_closer  # ends runs that failed jobs left open in MLflow
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._dispatchers: list[threading.Thread] = []
         self._stopping = False
@@ -78,9 +84,14 @@ class JobRunner:
         return interrupted
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask running jobs to stop and stop dispatching (queued jobs stay queued on disk)."""
-        self._stopping = True
-        lifecycle.request_stop_all(self.store)
+        """Ask running jobs to stop and stop dispatching.
+
+        Queued jobs stay `queued` on disk, and the next start runs them: from here on no job
+        starts (see `_run`), so none trains or registers after the store has closed.
+        """
+        with self.store.lock:  # a job either started before (and is asked to stop) or never
+            self._stopping = True
+            lifecycle.request_stop_all(self.store)
         for _ in self._dispatchers:
             self._queue.put(None)
         for dispatcher in self._dispatchers:
@@ -97,18 +108,22 @@ class JobRunner:
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns (job, created). A replayed Idempotency-Key returns the old job.
+        """Queue a job; returns (job, created). A replayed Idempotency-Key returns the old job,
+        unless it ended failed or cancelled: then a new job takes the key over (a retry).
 
         Raises IdempotencyConflictError, QueueFullError or DatasetNotFoundError.
         """
         fingerprint = request_fingerprint(request_body)
+        retried: Job | None = None
         with self.store.lock:
             if idempotency_key is not None:
                 existing = self.store.by_idempotency_key(idempotency_key)
                 if existing is not None:
                     if existing.request_sha256 != fingerprint:
                         raise IdempotencyConflictError(idempotency_key)
-                    return existing, False
+                    if existing.status not in RETRYABLE:
+                        return existing, False
+                    retried = existing
             if self.store.count_by_status()[JobStatus.QUEUED.value] >= self.max_queued:
                 raise QueueFullError
             if dataset_id is None:
@@ -129,7 +144,7 @@ class JobRunner:
                 request_sha256=fingerprint,
                 request_id=request_id,
             )
-            lifecycle.record_queued(self.store, job)
+            lifecycle.record_queued(self.store, job, retry_of=retried)
         self._queue.put(job.job_id)
         return job, True
 
@@ -140,7 +155,7 @@ class JobRunner:
     def _dispatch(self) -> None:
         while True:
             job_id = self._queue.get()
-            if job_id is None:
+            if job_id is None or self._stopping:  # queued jobs stay queued on disk
                 return
             try:
                 with bound_request_id(self.store.request_id_of(job_id)):
@@ -149,7 +164,10 @@ class JobRunner:
                 log.exception("job %s: unexpected error in the runner", job_id)
 
     def _run(self, job_id: str) -> None:
-        job = lifecycle.start(self.store, job_id)
+        with self.store.lock:
+            if self._stopping:  # shutting down: the job stays queued for the next start
+                return
+            job = lifecycle.start(self.store, job_id)
         if job is None:  # cancelled while waiting
             return
         started = time.perf_counter()
@@ -157,6 +175,8 @@ class JobRunner:
         outcome = self.executor.execute(job)
         JOB_DURATION.observe(time.perf_counter() - started)
         outcome = lifecycle.finish(self.store, job_id, outcome, shutting_down=self._stopping)
+        if outcome.run_left_running and outcome.run_id and self._run_closer is not None:
+            self._run_closer.close(OpenRun(job_id, outcome.run_id, OUTAGE_FAILURE_TEXT))
         log.info(
             "job %s: %s %s",
             job_id,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from training_service.api.deps import Authorized, RequestIdDep, RunnerDep
+from training_service.api.deps import Authorized, IdempotencyKeyDep, RequestIdDep, RunnerDep
 from training_service.api.responses import UNAUTHORIZED, error, errors
 from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
 from training_service.data import DatasetNotFoundError
@@ -36,6 +36,15 @@ def _job_not_found(job_id: str) -> HTTPException:
     "/train",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Queue a training job (idempotent with an Idempotency-Key header)",
+    description=(
+        "With an `Idempotency-Key` header the request can be retried safely (the training "
+        "pipeline sends its Airflow run id). The same key with the same body (defaults filled "
+        "in) answers the key's job while it is `queued`, `running` or `succeeded`, without "
+        "queueing another. When that job ended `failed` or `cancelled`, the same key with the "
+        "same body queues a NEW job and answers 202 like a first submission; from then on the "
+        "key names the new job (a cleared pipeline run recovers). The same key with another "
+        "body is a 409."
+    ),
     response_model=JobAccepted,
     dependencies=[Authorized],
     responses=errors(
@@ -48,14 +57,7 @@ async def submit_training_job(
     body: TrainRequest,
     runner: RunnerDep,
     request_id: RequestIdDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=200,
-            description="Replays with the same key and body return the same job.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> JobAccepted:
     params = TrainingParams(
         epochs=body.epochs,
