@@ -8,8 +8,11 @@ digits, and check that every step produced what the next one needs and that accu
 
 The DAG holds no ML code: each step is a call to the training service, MLflow or the serving
 service through the connections `training_service`, `mlflow` and `serving_service`, and each
-step hands its answer to the next as an XComArg. `submit_training_job` sends
-`Idempotency-Key: <run_id>`, so a retried task never starts a second job. The new version gets
+step hands its answer to the next as an XComArg. `check_training_ready` stops the run before
+a job is submitted while the training service cannot reach MLflow. `create_dataset_snapshot`
+and `submit_training_job` send `Idempotency-Key: <run_id>`: a retried task never makes a second
+snapshot or job, and a cleared run whose job failed reuses its snapshot for a new job. The wait
+for the job is deferred to the triggerer, for at most `job_timeout_minutes`. The new version gets
 the `staging` alias from the training service; `model_management` decides whether it goes to
 production.
 """
@@ -20,16 +23,11 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from orchestration import registry
+from orchestration import holdout, registry
 from orchestration.alerts import PipelineAlertNotifier
 from orchestration.findings import CheckFailed
 from orchestration.quality_gates import holdout_accuracy, pipeline_finding, pipeline_summary
-from orchestration.service_http import (
-    SERVING_CONN_ID,
-    TRAINING_CONN_ID,
-    call_service,
-    service_operator,
-)
+from orchestration.service_http import TRAINING_CONN_ID, call_service, service_operator
 from orchestration.task_defaults import default_task_args
 from orchestration.training_jobs import training_job_sensor
 
@@ -54,6 +52,7 @@ from orchestration.training_jobs import training_job_sensor
         "learning_rate": Param(0.01, type="number", exclusiveMinimum=0, maximum=10),
         "holdout_samples": Param(200, type="integer", minimum=1, maximum=1024),
         "min_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
+        "job_timeout_minutes": Param(60, type="integer", minimum=1, maximum=24 * 60),
     },
 )
 def mlflow_orchestration_pipeline(
@@ -66,6 +65,7 @@ def mlflow_orchestration_pipeline(
     learning_rate: float = 0.01,
     holdout_samples: int = 200,
     min_accuracy: float = 0.8,
+    job_timeout_minutes: int = 60,
 ) -> None:
     create_dataset_snapshot = service_operator(
         task_id="create_dataset_snapshot",
@@ -77,7 +77,14 @@ def mlflow_orchestration_pipeline(
             "test_fraction": test_fraction,
             "seed": seed,
         },
+        # A cleared run gets back the snapshot it made, not a second one.
+        headers={"Idempotency-Key": "{{ run_id }}"},
     )
+
+    @task
+    def check_training_ready() -> None:
+        """The training service can reach MLflow (``/ready``); a 503 fails with its detail."""
+        call_service(TRAINING_CONN_ID, "GET", "/ready")
 
     submit_training_job = service_operator(
         task_id="submit_training_job",
@@ -91,23 +98,20 @@ def mlflow_orchestration_pipeline(
             "seed": seed,
             "register": True,
         },
-        # The run id names the job: a retry or a re-run of this task finds the same job.
+        # The run id names the job: a retry finds the same job; once that job failed, a
+        # cleared run starts a new one.
         headers={"Idempotency-Key": "{{ run_id }}"},
     )
 
+    # Deferred: the triggerer polls the job, for at most job_timeout_minutes.
     wait_for_training_job = training_job_sensor(
-        "wait_for_training_job", submit_training_job.output["status_url"]
+        "wait_for_training_job", submit_training_job.output["status_url"], job_timeout_minutes
     )
 
     @task
     def fetch_holdout_samples(dataset: dict[str, Any], limit: int) -> dict[str, Any]:
         """Held-out (test split) digits of the snapshot, with their labels."""
-        return call_service(
-            TRAINING_CONN_ID,
-            "GET",
-            f"/v1/datasets/{dataset['dataset_id']}/samples",
-            params={"split": "test", "limit": limit},
-        )
+        return holdout.fetch_holdout_samples(dataset["dataset_id"], limit)
 
     @task
     def fetch_model_version(job: dict[str, Any]) -> dict[str, Any]:
@@ -123,13 +127,7 @@ def mlflow_orchestration_pipeline(
     @task
     def run_inference(model_version: dict[str, Any], samples: dict[str, Any]) -> dict[str, Any]:
         """Predict the held-out digits with exactly the new version and score the answers."""
-        body = call_service(
-            SERVING_CONN_ID,
-            "POST",
-            "/v1/predict",
-            payload={"instances": samples["instances"], "version": model_version["version"]},
-            bearer=True,
-        )
+        body = holdout.predict_with_version(samples["instances"], model_version["version"])
         accuracy = holdout_accuracy(body["predictions"], samples["labels"])
         print(f"v{model_version['version']}: accuracy {accuracy:.4f} on {len(samples['labels'])}")
         return {
@@ -156,6 +154,7 @@ def mlflow_orchestration_pipeline(
         return summary
 
     # The operators above are wired by the XComArgs they take; the tasks below, likewise.
+    check_training_ready() >> submit_training_job  # a job submitted now could not register
     dataset = create_dataset_snapshot.output
     job = wait_for_training_job.output
     samples = fetch_holdout_samples(dataset, holdout_samples)

@@ -7,19 +7,22 @@ version that carries `staging_alias` (default `staging`, set by the training ser
 the quality gate, have serving load it, clean up old versions and check serving's health.
 
 1. `list_model_versions`: every version with its tags, and the alias map, from MLflow.
-2. `validate_staging_version`: the staging version must have `test_accuracy` > `min_accuracy`
-   and be no worse than production by more than `max_regression`. A rejected candidate fails
-   this task (and alerts); no candidate, or staging == production, is a no-op.
-3. `promote_to_production`: moves the production alias to the staging version (MLflow REST).
-4. `reload_serving_model`: asks the serving service to load the production version now.
-5. `cleanup_old_versions`: deletes versions older than `retention_days` that carry no alias.
-6. `monitor_serving_service`: reads the serving service's `/v1/model` and `/metrics`: version
+2. `score_on_staging_holdout`: `holdout_samples` held-out digits of the dataset the staging
+   version was trained on (its `dataset_id` tag; training service), predicted through serving
+   by the staging and by the production version: two accuracies on the same data.
+3. `validate_staging_version`: staging's held-out accuracy must be > `min_accuracy` and no
+   worse than production's by more than `max_regression`. A rejected candidate fails this
+   task (and alerts); no candidate, or staging == production, is a no-op.
+4. `promote_to_production`: moves the production alias to the staging version (MLflow REST).
+5. `reload_serving_model`: asks the serving service to load the production version now.
+6. `cleanup_old_versions`: deletes versions older than `retention_days` that carry no alias.
+7. `monitor_serving_service`: reads the serving service's `/v1/model` and `/metrics`: version
    served vs the production alias, 5xx error rate and p99 latency (rates only once the service
    has seen `min_requests` requests); and `/v1/model`'s `live` section: the production
    version's live accuracy >= `min_live_accuracy` (once it has `min_feedback` outcomes) and the
    input drift score <= `max_input_drift` (once it covers `min_drift_inputs` instances). A live
    check that cannot be judged is not applied.
-7. `fail_run_if_a_check_failed`: runs only when a task above failed (`trigger_rule=one_failed`)
+8. `fail_run_if_a_check_failed`: runs only when a task above failed (`trigger_rule=one_failed`)
    and fails, so the run shows red even though cleanup and monitoring ran; otherwise skipped.
 
 Cleanup and monitoring run even when promotion did not (`trigger_rule=all_done`).
@@ -27,6 +30,8 @@ Alerts: every task's `on_failure_callback` is `PipelineAlertNotifier`, which log
 and posts it as JSON to the `alert_webhook` connection when that connection exists, with a
 `kind` (`quality_gate_failed`, `serving_unhealthy`, `live_accuracy_drop`, `input_drift`,
 `task_failed`) and the numbers behind it in `details`.
+
+Connections: `mlflow`, `training_service` (held-out samples), `serving_service`.
 """
 
 from __future__ import annotations
@@ -36,11 +41,16 @@ from typing import Any
 
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from orchestration import registry
+from orchestration import holdout, registry
 from orchestration.alerts import PipelineAlertNotifier
 from orchestration.findings import CheckFailed
 from orchestration.live_quality import describe, evaluate_live_quality
-from orchestration.quality_gates import decide_promotion, promotion_finding, versions_to_clean
+from orchestration.quality_gates import (
+    decide_promotion,
+    holdout_dataset_id,
+    promotion_finding,
+    versions_to_clean,
+)
 from orchestration.service_http import SERVING_CONN_ID, call_service
 from orchestration.serving_health import evaluate_serving_health, unhealthy_finding
 from orchestration.task_defaults import default_task_args
@@ -62,6 +72,7 @@ from orchestration.task_defaults import default_task_args
         "production_alias": Param("production", type="string", minLength=1),
         "min_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
         "max_regression": Param(0.02, type="number", minimum=0, maximum=1),
+        "holdout_samples": Param(200, type="integer", minimum=1, maximum=1024),
         "retention_days": Param(30, type="integer", minimum=1),
         "max_error_rate": Param(0.05, type="number", minimum=0, maximum=1),
         "max_p99_latency_seconds": Param(2.5, type="number", exclusiveMinimum=0),
@@ -79,6 +90,7 @@ def model_management(
     production_alias: str = "production",
     min_accuracy: float = 0.8,
     max_regression: float = 0.02,
+    holdout_samples: int = 200,
     retention_days: int = 30,
     max_error_rate: float = 0.05,
     max_p99_latency_seconds: float = 2.5,
@@ -96,16 +108,37 @@ def model_management(
         return listing
 
     @task
+    def score_on_staging_holdout(
+        listing: dict[str, Any], staging_alias: str, production_alias: str, limit: int
+    ) -> dict[str, Any]:
+        """Staging and production, each with its accuracy on staging's held-out samples."""
+        candidate = registry.aliased_version(listing, staging_alias)
+        production = registry.aliased_version(listing, production_alias)
+        dataset_id = holdout_dataset_id(candidate) if candidate else None
+        if candidate is None or dataset_id is None or candidate == production:
+            return {"candidate": candidate, "production": production}  # the gate says why
+        samples = holdout.fetch_holdout_samples(dataset_id, limit)
+        held_out = {"holdout_dataset_id": dataset_id, "holdout_samples": len(samples["labels"])}
+
+        def scored(version: dict[str, Any]) -> dict[str, Any]:
+            accuracy = holdout.score_version(version["version"], samples)
+            return {**version, **held_out, "holdout_accuracy": accuracy}
+
+        return {
+            "candidate": scored(candidate),
+            "production": scored(production) if production else None,
+        }
+
+    @task
     def validate_staging_version(
-        listing: dict[str, Any],
+        scored: dict[str, Any],
         staging_alias: str,
         production_alias: str,
         min_accuracy: float,
         max_regression: float,
     ) -> dict[str, Any]:
         """Quality gate on the staging version; raises when the candidate is not good enough."""
-        candidate = registry.aliased_version(listing, staging_alias)
-        production = registry.aliased_version(listing, production_alias)
+        candidate, production = scored["candidate"], scored["production"]
         limits = {"min_accuracy": min_accuracy, "max_regression": max_regression}
         decision = decide_promotion(
             candidate,
@@ -207,8 +240,9 @@ def model_management(
         raise AirflowFailException("a check of this run failed; its alert has the details")
 
     listing = list_model_versions(model_name)
+    scored = score_on_staging_holdout(listing, staging_alias, production_alias, holdout_samples)
     decision = validate_staging_version(
-        listing, staging_alias, production_alias, min_accuracy, max_regression
+        scored, staging_alias, production_alias, min_accuracy, max_regression
     )
     promotion = promote_to_production(decision, model_name, production_alias)
     reloaded = reload_serving_model(promotion, production_alias)
@@ -230,7 +264,8 @@ def model_management(
     )
     # Housekeeping and monitoring come after promotion, whatever its outcome (all_done).
     reloaded >> cleanup >> monitor
-    [listing, decision, promotion, reloaded, cleanup, monitor] >> fail_run_if_a_check_failed()
+    checked = [listing, scored, decision, promotion, reloaded, cleanup, monitor]
+    checked >> fail_run_if_a_check_failed()
 
 
 model_management()

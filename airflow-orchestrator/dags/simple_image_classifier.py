@@ -56,7 +56,12 @@ def simple_image_classifier(epochs: int = 5, n_images: int = 3) -> None:
         dataset_id = job.get("dataset_id")
         if not dataset_id:  # an older service may not report it: snapshot the same digits
             dataset_id = call_service(
-                TRAINING_CONN_ID, "POST", "/v1/datasets", payload={"source": "digits"}, bearer=True
+                TRAINING_CONN_ID,
+                "POST",
+                "/v1/datasets",
+                payload={"source": "digits"},
+                headers={"Idempotency-Key": f"samples-of-{job['job_id']}"},  # one per job
+                bearer=True,
             )["dataset_id"]
         samples = call_service(
             TRAINING_CONN_ID,

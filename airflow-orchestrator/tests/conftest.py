@@ -170,7 +170,9 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
 
     production_wait = HTTP_RETRY_ARGS["wait"]
 
-    def run(dag_id: str, conf: dict[str, Any] | None = None) -> RunResult:
+    def run(
+        dag_id: str, conf: dict[str, Any] | None = None, *, logical_date: Any = None
+    ) -> RunResult:
         dag = dagbag.dags[dag_id]
         # Same retry policy, shorter waits: 0.1 s, 0.2 s between in-task attempts.
         HTTP_RETRY_ARGS["wait"] = tenacity.wait_exponential(multiplier=0.1, max=0.5)
@@ -179,13 +181,18 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
             task.max_retry_delay = timedelta(seconds=2)
             if hasattr(task, "poke_interval"):
                 task.poke_interval = 1
+            if hasattr(task, "poll_interval"):  # the training job trigger's
+                task.poll_interval = 0.5
         first_request = len(stack.world.requests)
         # In-process runs resolve the run conf into the DAG's own Param objects: put the
         # defaults back afterwards, or one test's conf leaks into the next test's run.
         saved_params = {task.task_id: copy.deepcopy(task.params) for task in dag.tasks}
         saved_dag_params = copy.deepcopy(dag.params)
         try:
-            result = _collect(dag.test(run_conf=conf))
+            # The same logical_date again replaces the run by one with the same run id and
+            # fresh task instances: what clearing the run in the UI does.
+            when = {"logical_date": logical_date, "run_after": logical_date} if logical_date else {}
+            result = _collect(dag.test(run_conf=conf, **when))
         finally:
             HTTP_RETRY_ARGS["wait"] = production_wait
             dag.params = saved_dag_params
@@ -195,7 +202,7 @@ def run_dag(dagbag: Any, airflow_db: None, stack: Stack) -> Callable[..., RunRes
         # answered must both match the providers' documents in contracts/.
         problems = exchange_violations(stack.world.requests)
         assert not problems, "contract violations:\n" + "\n".join(problems)
-        # Every call of the run, whatever sent it (HttpOperator, HttpSensor, call_service).
+        # Every call of the run, whatever sent it (HttpOperator, job trigger, call_service).
         expected_id = f"{dag_id}/{result.run_id}"
         unlabelled = [
             f"{r['method']} {r['path']} ({r['service']}): {r['headers'].get('x-request-id')!r}"

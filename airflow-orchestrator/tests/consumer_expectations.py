@@ -42,7 +42,7 @@ EXPECTATIONS = (
         201,
         ("dataset_id", "sha256", "n_test"),
         "pipeline.create_dataset_snapshot (+ quality_gates.PIPELINE_OUTPUTS), simple DAG",
-        headers=("Authorization",),
+        headers=("Idempotency-Key", "Authorization"),
     ),
     Expectation(
         "training",
@@ -52,6 +52,9 @@ EXPECTATIONS = (
         ("status_url",),
         "service_operator submit_training_job / start_training; the sensor polls status_url",
         headers=("Idempotency-Key", "Authorization"),
+    ),
+    Expectation(
+        "training", "GET", "/ready", 200, (), "pipeline.check_training_ready (503: its detail)"
     ),
     Expectation(
         "training",
@@ -69,7 +72,7 @@ EXPECTATIONS = (
             "model_version",
             "dataset_id",
         ),
-        "training_jobs.job_finished, pipeline.fetch_model_version/validate_pipeline, simple DAG",
+        "training_jobs.poll_outcome, pipeline.fetch_model_version/validate_pipeline, simple DAG",
     ),
     Expectation(
         "training",

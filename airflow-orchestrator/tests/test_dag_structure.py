@@ -13,6 +13,7 @@ from orchestration.service_http import (
     REQUEST_ID_TEMPLATE,
     check_service_response,
 )
+from orchestration.training_jobs import TrainingJobSensor
 
 # task id -> ids of its direct upstream tasks
 EXPECTED_GRAPHS: dict[str, dict[str, set[str]]] = {
@@ -23,7 +24,8 @@ EXPECTED_GRAPHS: dict[str, dict[str, set[str]]] = {
     },
     "mlflow_orchestration_pipeline": {
         "create_dataset_snapshot": set(),
-        "submit_training_job": {"create_dataset_snapshot"},
+        "check_training_ready": set(),
+        "submit_training_job": {"create_dataset_snapshot", "check_training_ready"},
         "wait_for_training_job": {"submit_training_job"},
         "fetch_holdout_samples": {"create_dataset_snapshot"},
         "fetch_model_version": {"wait_for_training_job"},
@@ -37,13 +39,15 @@ EXPECTED_GRAPHS: dict[str, dict[str, set[str]]] = {
     },
     "model_management": {
         "list_model_versions": set(),
-        "validate_staging_version": {"list_model_versions"},
+        "score_on_staging_holdout": {"list_model_versions"},
+        "validate_staging_version": {"score_on_staging_holdout"},
         "promote_to_production": {"validate_staging_version"},
         "reload_serving_model": {"promote_to_production"},
         "cleanup_old_versions": {"list_model_versions", "reload_serving_model"},
         "monitor_serving_service": {"cleanup_old_versions"},
         "fail_run_if_a_check_failed": {
             "list_model_versions",
+            "score_on_staging_holdout",
             "validate_staging_version",
             "promote_to_production",
             "reload_serving_model",
@@ -73,6 +77,7 @@ EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 10,
         "holdout_samples": 200,
         "min_accuracy": 0.8,
+        "job_timeout_minutes": 60,
     },
     "model_management": {
         "model_name": "image-classifier",
@@ -80,6 +85,7 @@ EXPECTED_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
         "production_alias": "production",
         "min_accuracy": 0.8,
         "max_regression": 0.02,
+        "holdout_samples": 200,
         "retention_days": 30,
         "max_error_rate": 0.05,
         "max_p99_latency_seconds": 2.5,
@@ -139,10 +145,9 @@ def test_http_tasks_have_timeouts_backoff_and_a_detail_raising_check(
             assert task.retry_args is HTTP_RETRY_ARGS
             assert task.response_check is check_service_response
             assert task.extra_options["timeout"]
-        if isinstance(task, HttpSensor):
-            assert task.mode == "poke"
-            assert task.poke_interval <= 5, "a ten-second training must not wait a minute"
-            assert task.extra_options["timeout"]
+        if isinstance(task, TrainingJobSensor):
+            assert task.request_id == REQUEST_ID_TEMPLATE
+            assert task.poll_interval <= 5, "a ten-second training must not wait a minute"
 
 
 @pytest.mark.parametrize("dag_id", ["mlflow_orchestration_pipeline", "model_management"])

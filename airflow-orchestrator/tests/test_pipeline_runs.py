@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from tests.stubs.world import TOKEN, World
 
 DAG_ID = "mlflow_orchestration_pipeline"
 TASKS = (
     "create_dataset_snapshot",
+    "check_training_ready",
     "submit_training_job",
     "wait_for_training_job",
     "fetch_holdout_samples",
@@ -43,7 +47,7 @@ def test_happy_path_trains_scores_and_validates_the_new_version(run_dag: Any, wo
     request_id = f"{DAG_ID}/{result.run_id}"
     by_sender = {
         "HttpOperator": world.calls("training", "POST", "/v1/train"),
-        "HttpSensor": [r for r in world.requests if r["path"].startswith("/v1/jobs/")],
+        "job trigger": [r for r in world.requests if r["path"].startswith("/v1/jobs/")],
         "call_service": world.calls("serving", "POST", "/v1/predict")
         + [r for r in world.requests if r["service"] == "mlflow"],
     }
@@ -65,6 +69,81 @@ def test_failed_training_job_fails_fast_with_the_job_error(run_dag: Any, world: 
     [alert] = world.alerts
     assert alert["task_id"] == "wait_for_training_job"
     assert world.job_error in alert["error"]
+
+
+def test_a_job_that_trains_longer_than_execution_timeout_is_waited_for_deferred(
+    run_dag: Any, world: World, dagbag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job takes six polls (~3 s); execution_timeout would kill a worker-side wait at 2 s.
+    world.polls_until_done = 6
+    wait = dagbag.dags[DAG_ID].get_task("wait_for_training_job")
+    monkeypatch.setattr(wait, "execution_timeout", timedelta(seconds=2))
+
+    result = run_dag(DAG_ID, {"epochs": 2})
+
+    assert result.state == "success", result.task_states
+    assert result.tries["wait_for_training_job"] == 1
+    job = result.xcom("wait_for_training_job")
+    assert (job["status"], job["model_version"]) == ("succeeded", "1")
+    polls = [r for r in world.requests if r["path"] == f"/v1/jobs/{job['job_id']}"]
+    assert len(polls) == 6
+
+
+@pytest.mark.parametrize("polls_until_done", [1, 4])
+def test_failed_training_job_after_polls_fails_fast(
+    run_dag: Any, world: World, polls_until_done: int
+) -> None:
+    world.job_outcome, world.polls_until_done = "fail", polls_until_done
+
+    result = run_dag(DAG_ID)
+
+    assert result.task_states["wait_for_training_job"] == "failed"
+    assert result.tries["wait_for_training_job"] == 1
+    assert len([r for r in world.requests if r["path"].startswith("/v1/jobs/")]) == polls_until_done
+    [alert] = world.alerts
+    assert alert["error"].endswith(f"failed: {world.job_error}")
+
+
+def test_a_cleared_run_reuses_its_dataset_and_retrains_after_a_failed_job(
+    run_dag: Any, world: World
+) -> None:
+    when = datetime(2026, 11, 27, 6, tzinfo=UTC)
+    world.job_outcome = "fail"
+    failed = run_dag(DAG_ID, {"epochs": 2}, logical_date=when)
+    assert failed.task_states["wait_for_training_job"] == "failed"
+    world.job_outcome = "succeed"  # e.g. the service's fault was fixed
+
+    cleared = run_dag(DAG_ID, {"epochs": 2}, logical_date=when)
+
+    assert cleared.run_id == failed.run_id
+    assert cleared.state == "success", cleared.task_states
+    # Both runs sent the run id as the key: one snapshot, two jobs (the failed one and a new one).
+    snapshots = world.calls("training", "POST", "/v1/datasets")
+    assert [c["headers"]["idempotency-key"] for c in snapshots] == [failed.run_id] * 2
+    assert [c["status"] for c in snapshots] == [201, 200]  # the second one is a replay
+    assert len(world.datasets) == 1
+    first_job, second_job = world.jobs.values()
+    assert (first_job.status, second_job.status) == ("failed", "succeeded")
+    assert first_job.dataset_id == second_job.dataset_id == next(iter(world.datasets))
+    assert cleared.xcom("wait_for_training_job")["job_id"] == second_job.job_id
+    assert cleared.xcom("validate_pipeline")["model_version"] == "1"
+
+
+def test_training_service_not_ready_fails_before_submitting_with_its_detail(
+    run_dag: Any, world: World
+) -> None:
+    world.mlflow_down = "MLflow at http://mlflow:5000 is not reachable: connection refused"
+
+    result = run_dag(DAG_ID)
+
+    assert result.state == "failed"
+    assert result.task_states["check_training_ready"] == "failed"
+    assert result.tries["check_training_ready"] == 3  # the task defaults' 2 retries
+    assert result.task_states["submit_training_job"] == "upstream_failed"
+    assert world.calls("training", "POST", "/v1/train") == []
+    [alert] = world.alerts
+    assert alert["task_id"] == "check_training_ready"
+    assert alert["error"].endswith(f"HTTP 503: {world.mlflow_down}")
 
 
 def test_inference_below_min_accuracy_fails_validation(run_dag: Any, world: World) -> None:

@@ -10,6 +10,7 @@ from orchestration.findings import QUALITY_GATE_FAILED
 from orchestration.quality_gates import (
     decide_promotion,
     holdout_accuracy,
+    holdout_dataset_id,
     missing_outputs,
     pipeline_finding,
     pipeline_summary,
@@ -23,7 +24,7 @@ DAY_MS = 24 * 3600 * 1000
 
 
 def _version(number: str, accuracy: float | None) -> dict:
-    return {"version": number, "test_accuracy": accuracy}
+    return {"version": number, "holdout_accuracy": accuracy}
 
 
 def test_holdout_accuracy_compares_labels_as_strings() -> None:
@@ -56,7 +57,7 @@ def test_first_good_candidate_is_promoted_when_there_is_no_production() -> None:
         (0.92, 0.93, True, False, "passes all gates"),  # within max_regression
         (0.90, 0.93, False, True, "regresses more than 0.02"),
         (0.80, None, False, True, "<= min_accuracy 0.8"),  # strictly greater is required
-        (None, 0.93, False, True, "no test_accuracy tag"),
+        (None, 0.93, False, True, "not scored on held-out data"),
     ],
 )
 def test_promotion_rule(
@@ -162,6 +163,8 @@ def test_rejected_candidate_becomes_a_finding_with_both_versions() -> None:
         "production_version": "1",
         "production_accuracy": 0.93,
         "max_regression": 0.02,
+        "dataset_id": None,
+        "n_samples": None,
     }
     good = _version("2", 0.95)
     promoted = decide_promotion(good, production, min_accuracy=0.8, max_regression=0.02)
@@ -187,6 +190,11 @@ def test_promotion_reasons_name_the_aliases_in_use() -> None:
     assert worse.reasons == [
         "candidate v2 accuracy 0.8500 regresses more than 0.02 below live v1 (0.9300)"
     ]
+
+
+def test_holdout_dataset_is_the_training_services_dataset_id_tag() -> None:
+    assert holdout_dataset_id({"version": "3", "tags": {"dataset_id": "d1"}}) == "d1"
+    assert holdout_dataset_id({"version": "3", "tags": {"test_accuracy": "0.9"}}) is None
 
 
 def test_gates_do_no_io() -> None:

@@ -35,8 +35,6 @@ class Component:
     # Requested once the health check passes, so that lazily built parts are built during
     # `up` instead of inside the first request that needs them.
     warm_up: tuple[str, ...] = ()
-    # Lower CPU priority (nice) for a component nothing waits for.
-    niceness: int = 0
 
 
 def _http_connection(port: int, token: str | None = None) -> str:
@@ -54,6 +52,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow-orchestrator" / "dags"),
+        # The triggerer imports the DAGs' trigger (orchestration.training_jobs) by classpath
+        # and, unlike the dag-processor and the workers, does not put the DAGs on sys.path.
+        "PYTHONPATH": str(ROOT / "airflow-orchestrator" / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
@@ -122,9 +123,6 @@ def components(cfg: StackConfig) -> list[Component]:
                 None,
                 None,
                 needs_airflow_db=True,
-                # Only deferred tasks need the triggerer, and these DAGs defer none: its
-                # imports (~5 CPU-s) should not slow the components a start waits for.
-                niceness=10 if part == "triggerer" else 0,
             )
         )
     return [

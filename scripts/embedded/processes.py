@@ -53,8 +53,7 @@ class ProcessTable:
         with self.log_path(comp.name).open("ab") as log:
             log.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
             proc = subprocess.Popen(
-                # `nice` execs the command: the pid written below is still the component's.
-                ["nice", "-n", str(comp.niceness), *comp.argv] if comp.niceness else comp.argv,
+                comp.argv,
                 cwd=comp.cwd,
                 env=env,
                 stdout=log,

@@ -117,6 +117,11 @@ class PromotionDecision:
         return asdict(self)
 
 
+def holdout_dataset_id(version: dict[str, Any]) -> str | None:
+    """The snapshot a version was trained on: the training service's ``dataset_id`` tag."""
+    return (version.get("tags") or {}).get("dataset_id") or None
+
+
 def decide_promotion(
     candidate: dict[str, Any] | None,
     production: dict[str, Any] | None,
@@ -128,9 +133,10 @@ def decide_promotion(
 ) -> PromotionDecision:
     """Promote the staging version when it beats ``min_accuracy`` and does not regress.
 
-    ``candidate``/``production`` are the registry versions the two aliases point to, each with a
-    ``test_accuracy`` (None when the tag is missing); the alias names only word the reasons.
-    No candidate, or a candidate that already is production, is a no-op.
+    ``candidate``/``production`` are the registry versions the two aliases point to, each with
+    a ``holdout_accuracy``: both scored on the same held-out samples (the candidate's test
+    split), so the comparison is fair; None when the candidate could not be scored. The alias
+    names only word the reasons. No candidate, or a candidate that already serves, is a no-op.
     """
     prod_version = production["version"] if production else None
     if candidate is None:
@@ -142,12 +148,15 @@ def decide_promotion(
         return PromotionDecision(False, version, prod_version, [f"v{version} already serves"])
     staged = f"{staging_alias} v{version}"
     reasons = []
-    accuracy = candidate.get("test_accuracy")
+    accuracy = candidate.get("holdout_accuracy")
     if accuracy is None:
-        reasons.append(f"{staged} has no test_accuracy tag")
+        reasons.append(
+            f"{staged} was not scored on held-out data: it has no dataset_id tag "
+            "(versions registered by the training service have one)"
+        )
     elif not accuracy > min_accuracy:
         reasons.append(f"{staged} accuracy {accuracy:.4f} <= min_accuracy {min_accuracy}")
-    prod_accuracy = production.get("test_accuracy") if production else None
+    prod_accuracy = production.get("holdout_accuracy") if production else None
     if (
         accuracy is not None
         and prod_accuracy is not None
@@ -173,13 +182,16 @@ def promotion_finding(
     """The ``quality_gate_failed`` finding of a rejected candidate; None when not rejected."""
     if not decision.rejected:
         return None
+    candidate = candidate or {}
     details = {
         "version": decision.candidate,
-        "accuracy": (candidate or {}).get("test_accuracy"),
+        "accuracy": candidate.get("holdout_accuracy"),
         "min_accuracy": min_accuracy,
         "production_version": decision.production,
-        "production_accuracy": (production or {}).get("test_accuracy"),
+        "production_accuracy": (production or {}).get("holdout_accuracy"),
         "max_regression": max_regression,
+        "dataset_id": candidate.get("holdout_dataset_id"),
+        "n_samples": candidate.get("holdout_samples"),
     }
     return Finding(QUALITY_GATE_FAILED, "; ".join(decision.reasons), details)
 

@@ -108,10 +108,15 @@ def request_id_headers() -> dict[str, str]:
 
 def error_detail(response: Response) -> str:
     """Return the service's own explanation of a failed request, as short text."""
+    return detail_of(response.text, fallback=response.reason or "no body")
+
+
+def detail_of(text: str, *, fallback: str = "no body") -> str:
+    """An error body's explanation: FastAPI's ``detail``, MLflow's ``error_code: message``."""
     try:
-        body = response.json()
+        body = json.loads(text)
     except ValueError:
-        return response.text[:500] or response.reason or "no body"
+        return text[:500] or fallback
     if isinstance(body, dict):
         if "detail" in body:  # FastAPI services
             detail = body["detail"]

@@ -1,4 +1,8 @@
-"""Stub of ml-training-service: datasets, held-out samples, idempotent training jobs."""
+"""Stub of ml-training-service: datasets, held-out samples, idempotent training jobs, /ready.
+
+Idempotency as the service has it: the same ``Idempotency-Key`` and body give the same
+snapshot or job; a key whose job failed or was cancelled starts a new job.
+"""
 
 from __future__ import annotations
 
@@ -40,12 +44,9 @@ def create_training_app(world: World) -> FastAPI:
     app = FastAPI(title="training stub")
     instrument(app, world, "training", auth_posts=True)
 
-    @app.post("/v1/datasets", status_code=201)
-    def create_dataset(request: DatasetRequest) -> dict[str, Any]:
-        if request.source not in ("digits", "folder"):
-            raise HTTPException(422, f"unknown source {request.source!r}")
+    def new_dataset(request: DatasetRequest) -> dict[str, Any]:
         dataset_id = uuid.uuid4().hex[:12]
-        dataset = {
+        world.datasets[dataset_id] = {
             "dataset_id": dataset_id,
             "source": request.source,
             "n_train": 1437,
@@ -59,7 +60,26 @@ def create_training_app(world: World) -> FastAPI:
             "seed": request.seed,
             "noise": request.noise,
         }
-        world.datasets[dataset_id] = dataset
+        return world.datasets[dataset_id]
+
+    @app.post("/v1/datasets", status_code=201, response_model=None)
+    def create_dataset(
+        request: DatasetRequest, idempotency_key: str | None = Header(default=None)
+    ) -> dict[str, Any] | JSONResponse:
+        if request.source not in ("digits", "folder"):
+            raise HTTPException(422, f"unknown source {request.source!r}")
+        if idempotency_key and idempotency_key in world.dataset_idempotency:
+            # Same key and body: the same snapshot again, answered 200 (a replay), not 201.
+            known_body, known_id = world.dataset_idempotency[idempotency_key]
+            if known_body != request.model_dump():
+                raise HTTPException(409, "Idempotency-Key reused with another body")
+            return JSONResponse(world.datasets[known_id], status_code=200)
+        dataset = new_dataset(request)
+        if idempotency_key:
+            world.dataset_idempotency[idempotency_key] = (
+                request.model_dump(),
+                dataset["dataset_id"],
+            )
         return dataset
 
     @app.get("/v1/datasets/{dataset_id}/samples")
@@ -81,14 +101,15 @@ def create_training_app(world: World) -> FastAPI:
         x_request_id: str | None = Header(default=None),
     ) -> JSONResponse:
         body = request.model_dump(by_alias=True)
-        if idempotency_key and idempotency_key in world.idempotency:
-            job = world.jobs[world.idempotency[idempotency_key]]
-            if job.body != body:
+        known = world.jobs.get(world.idempotency.get(idempotency_key or "", ""))
+        # A key whose job failed or was cancelled starts a new job: a cleared run recovers.
+        if known is not None and known.status not in ("failed", "cancelled"):
+            if known.body != body:
                 raise HTTPException(409, "Idempotency-Key reused with another body")
-            return JSONResponse(_accepted(job), status_code=202)  # the same job, as accepted
+            return JSONResponse(_accepted(known), status_code=202)  # the same job, as accepted
         if request.dataset_id is not None and request.dataset_id not in world.datasets:
             raise HTTPException(422, f"dataset {request.dataset_id!r} not found")
-        dataset_id = request.dataset_id or create_dataset(DatasetRequest())["dataset_id"]
+        dataset_id = request.dataset_id or new_dataset(DatasetRequest())["dataset_id"]
         job = Job(
             job_id=uuid.uuid4().hex[:12],
             dataset_id=dataset_id,
@@ -99,6 +120,12 @@ def create_training_app(world: World) -> FastAPI:
         if idempotency_key:
             world.idempotency[idempotency_key] = job.job_id
         return JSONResponse(_accepted(job), status_code=202)
+
+    @app.get("/ready")
+    def ready() -> dict[str, str]:
+        if world.mlflow_down:
+            raise HTTPException(503, world.mlflow_down)
+        return {"status": "ready"}
 
     @app.get("/v1/jobs/{job_id}")
     def get_job(job_id: str) -> dict[str, Any]:
@@ -124,7 +151,9 @@ def _finish(world: World, job: Job) -> None:
         job.status, job.error = "failed", world.job_error
         return
     job.status = "succeeded"
-    job.model_version = world.register_version(world.new_version_accuracy, aliases=("staging",))
+    job.model_version = world.register_version(
+        world.new_version_accuracy, aliases=("staging",), dataset_id=job.dataset_id
+    )
 
 
 def _job_body(world: World, job: Job) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class World:
     job_outcome: str = "succeed"  # or "fail"
     job_error: str = "loss diverged to NaN at epoch 3; lower learning_rate"
     polls_until_done: int = 2
+    mlflow_down: str | None = None  # set: GET /ready answers 503 with this detail
     new_version_accuracy: float = 0.95
     # serving behaviour: share of correct predictions, per model version
     version_quality: dict[str, float] = field(default_factory=dict)
@@ -51,7 +52,8 @@ class World:
     # traffic and faults
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
-    idempotency: dict[str, str] = field(default_factory=dict)
+    idempotency: dict[str, str] = field(default_factory=dict)  # key -> job id
+    dataset_idempotency: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     serving_traffic: list[tuple[str, str, int, float]] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
@@ -66,9 +68,18 @@ class World:
                 setattr(self, name, getattr(fresh, name))
 
     def register_version(
-        self, accuracy: float, *, age_days: float = 0.0, aliases: tuple[str, ...] = ()
+        self,
+        accuracy: float,
+        *,
+        age_days: float = 0.0,
+        aliases: tuple[str, ...] = (),
+        dataset_id: str | None = None,
     ) -> str:
+        """A version tagged as the training service tags it (``test_accuracy``, ``dataset_id``)."""
         version = str(len(self.versions) + 1)
+        if dataset_id is None:  # trained on a snapshot of its own
+            dataset_id = f"ds{version}"
+            self.datasets[dataset_id] = {"dataset_id": dataset_id}
         self.versions[version] = {
             "name": self.model_name,
             "version": version,
@@ -78,12 +89,19 @@ class World:
             "status": "READY",
             "tags": [
                 {"key": "test_accuracy", "value": str(accuracy)},
+                {"key": "dataset_id", "value": dataset_id},
                 {"key": "classes", "value": '["0","1","2","3","4","5","6","7","8","9"]'},
             ],
         }
         self.version_quality.setdefault(version, 1.0)
         for alias in aliases:
             self.aliases[alias] = version
+        return version
+
+    def register_scored_version(self, accuracy: float, **kwargs: Any) -> str:
+        """A version that serving scores, on any held-out data, as its ``test_accuracy`` tag."""
+        version = self.register_version(accuracy, **kwargs)
+        self.version_quality[version] = accuracy
         return version
 
     def set_live_accuracy(self, version: str, *, feedback: int, correct: int) -> None:
