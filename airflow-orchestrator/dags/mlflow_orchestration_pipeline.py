@@ -15,18 +15,26 @@ snapshot or job, and a cleared run whose job failed reuses its snapshot for a ne
 for the job is deferred to the triggerer, for at most `job_timeout_minutes`. The new version gets
 the `staging` alias from the training service; `model_management` decides whether it goes to
 production.
+
+When `validate_pipeline` passes, it updates the asset `image-classifier-staging`
+(`models:/image-classifier@staging`) with the version and run in the event's extra:
+`model_management` is scheduled on that asset. Alerts: failures and retries of every task,
+the run's success, and a run still going `PIPELINE_DEADLINE_MINUTES` (default 30) after it
+was queued (a deadline the scheduler checks) go to the `alert_webhook` connection.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from orchestration import holdout, registry
-from orchestration.alerts import PipelineAlertNotifier
+from orchestration.alerts import RunSucceededNotifier, task_alert_callbacks
+from orchestration.assets import STAGING_MODEL, staging_event_extra
 from orchestration.findings import CheckFailed
 from orchestration.quality_gates import holdout_accuracy, pipeline_finding, pipeline_summary
+from orchestration.run_deadline import run_deadline
 from orchestration.service_http import TRAINING_CONN_ID, call_service, service_operator
 from orchestration.task_defaults import default_task_args
 from orchestration.training_jobs import training_job_sensor
@@ -39,7 +47,9 @@ from orchestration.training_jobs import training_job_sensor
     max_active_runs=1,
     tags=["mlops", "training", "mlflow"],
     doc_md=__doc__,
-    default_args=default_task_args(on_failure_callback=[PipelineAlertNotifier()]),
+    default_args=default_task_args(**task_alert_callbacks()),
+    on_success_callback=[RunSucceededNotifier()],
+    deadline=run_deadline(),  # evaluated by the scheduler; interval fixed at parse time
     # Schemas and defaults of the run params. The function's arguments repeat the defaults
     # (Airflow requires them) and pass each param to the tasks, resolved per run.
     params={
@@ -137,7 +147,7 @@ def mlflow_orchestration_pipeline(
             "accuracy": accuracy,
         }
 
-    @task
+    @task(outlets=[STAGING_MODEL])
     def validate_pipeline(
         dataset: dict[str, Any],
         job: dict[str, Any],
@@ -145,12 +155,19 @@ def mlflow_orchestration_pipeline(
         inference: dict[str, Any],
         min_accuracy: float,
     ) -> dict[str, Any]:
-        """Gate: every step's output is there, versions agree, accuracy >= min_accuracy."""
+        """Gate: every step's output is there, versions agree, accuracy >= min_accuracy.
+
+        On success the staging model asset gets an event (its outlet), with the version.
+        """
         outputs = (dataset, job, model_version, inference)
         if finding := pipeline_finding(*outputs, min_accuracy=min_accuracy):
             raise CheckFailed("pipeline validation failed", [finding])
         summary = pipeline_summary(*outputs)
         print(f"pipeline OK: {summary}")
+        context = get_current_context()
+        context["outlet_events"][STAGING_MODEL].extra = staging_event_extra(
+            summary, job["model_name"], context["run_id"]
+        )
         return summary
 
     # The operators above are wired by the XComArgs they take; the tasks below, likewise.

@@ -1,10 +1,12 @@
 """
 ### model_management
 
-Every day, care of the registered model `model_name` (default `image-classifier`): promote the
-version that carries `staging_alias` (default `staging`, set by the training service) to
-`production_alias` (default `production`, the alias the serving service loads) when it passes
-the quality gate, have serving load it, clean up old versions and check serving's health.
+Every day at 00:00 UTC, and as soon as the pipeline has updated the asset
+`image-classifier-staging` (a new staging version passed its checks), care of the registered
+model `model_name` (default `image-classifier`): promote the version that carries
+`staging_alias` (default `staging`, set by the training service) to `production_alias`
+(default `production`, the alias the serving service loads) when it passes the quality gate,
+have serving load it, clean up old versions and check serving's health.
 
 1. `list_model_versions`: every version with its tags, and the alias map, from MLflow.
 2. `score_on_staging_holdout`: `holdout_samples` held-out digits of the dataset the staging
@@ -29,7 +31,8 @@ Cleanup and monitoring run even when promotion did not (`trigger_rule=all_done`)
 Alerts: every task's `on_failure_callback` is `PipelineAlertNotifier`, which logs the failure
 and posts it as JSON to the `alert_webhook` connection when that connection exists, with a
 `kind` (`quality_gate_failed`, `serving_unhealthy`, `live_accuracy_drop`, `input_drift`,
-`task_failed`) and the numbers behind it in `details`.
+`task_failed`) and the numbers behind it in `details`; retries post `task_retry`, a successful
+run `run_succeeded`.
 
 Connections: `mlflow`, `training_service` (held-out samples), `serving_service`.
 """
@@ -39,10 +42,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from orchestration import holdout, registry
-from orchestration.alerts import PipelineAlertNotifier
+from orchestration.alerts import RunSucceededNotifier, task_alert_callbacks
+from orchestration.assets import STAGING_MODEL
 from orchestration.findings import CheckFailed
 from orchestration.live_quality import describe, evaluate_live_quality
 from orchestration.quality_gates import (
@@ -58,12 +62,16 @@ from orchestration.task_defaults import default_task_args
 
 @dag(
     dag_id="model_management",
-    schedule="@daily",
+    # Daily, and whenever the pipeline has a new staging version (its asset event).
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("@daily", timezone="UTC"), assets=[STAGING_MODEL]
+    ),
     catchup=False,
     max_active_runs=1,
     tags=["mlops", "registry", "monitoring"],
     doc_md=__doc__,
-    default_args=default_task_args(on_failure_callback=[PipelineAlertNotifier()]),
+    default_args=default_task_args(**task_alert_callbacks()),
+    on_success_callback=[RunSucceededNotifier()],
     # Schemas and defaults of the run params. The function's arguments repeat the defaults
     # (Airflow requires them) and pass each param to the tasks, resolved per run.
     params={

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from airflow.providers.http.operators.http import HttpOperator
 from airflow.providers.http.sensors.http import HttpSensor
-from orchestration.alerts import PipelineAlertNotifier
+from airflow.sdk import Asset, AssetAll, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk.definitions.callback import SyncCallback
+from airflow.sdk.definitions.deadline import DeadlineReference
+from orchestration.alerts import (
+    PipelineAlertNotifier,
+    RunSucceededNotifier,
+    TaskRetryNotifier,
+    notify_deadline_missed,
+)
+from orchestration.assets import MODEL_NAME, STAGING_ALIAS, STAGING_MODEL
 from orchestration.service_http import (
     HTTP_RETRY_ARGS,
     REQUEST_ID_TEMPLATE,
@@ -65,7 +75,10 @@ EXPECTED_GRAPHS: dict[str, dict[str, set[str]]] = {
 EXPECTED_SCHEDULES = {
     "hello_world": None,
     "mlflow_orchestration_pipeline": "0 */6 * * *",
-    "model_management": "@daily",
+    # Daily at midnight UTC, or as soon as the pipeline updates the staging model asset.
+    "model_management": AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 0 * * *", timezone="UTC"), assets=[STAGING_MODEL]
+    ),
     "simple_image_classifier": None,
 }
 
@@ -158,6 +171,50 @@ def test_failures_alert_through_the_notifier(dagbag: Any, dag_id: str) -> None:
             assert not callbacks  # the failed check already alerted
         else:
             assert any(isinstance(cb, PipelineAlertNotifier) for cb in callbacks), task.task_id
+
+
+@pytest.mark.parametrize("dag_id", ["mlflow_orchestration_pipeline", "model_management"])
+def test_retries_and_successful_runs_notify_the_webhook(dagbag: Any, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    assert [type(cb) for cb in dag.on_success_callback] == [RunSucceededNotifier]
+    for task in dag.tasks:
+        if task.retries:
+            callbacks = task.on_retry_callback or []
+            assert [type(cb) for cb in callbacks] == [TaskRetryNotifier], task.task_id
+
+
+def test_the_staging_model_asset_is_the_registered_models_mlflow_uri() -> None:
+    expected = Asset(
+        name="image-classifier-staging", uri="models:/image-classifier@staging", group="model"
+    )
+    assert expected == STAGING_MODEL
+
+
+def test_the_asset_names_the_model_and_alias_model_management_promotes_from(dagbag: Any) -> None:
+    params = dagbag.dags["model_management"].params
+    assert (params["model_name"], params["staging_alias"]) == (MODEL_NAME, STAGING_ALIAS)
+
+
+def test_only_a_validated_pipeline_run_updates_the_staging_model_asset(dagbag: Any) -> None:
+    outlets = {t.task_id: t.outlets for t in dagbag.dags["mlflow_orchestration_pipeline"].tasks}
+    assert outlets.pop("validate_pipeline") == [STAGING_MODEL]
+    assert not any(outlets.values())
+
+
+def test_model_management_runs_daily_and_on_the_staging_asset(dagbag: Any) -> None:
+    schedule = dagbag.dags["model_management"].schedule
+    assert isinstance(schedule, AssetOrTimeSchedule)
+    assert schedule.asset_condition == AssetAll(STAGING_MODEL)
+    assert schedule.timetable == CronTriggerTimetable("@daily", timezone="UTC")
+
+
+def test_pipeline_runs_have_a_deadline_from_their_logical_date(dagbag: Any) -> None:
+    [deadline] = dagbag.dags["mlflow_orchestration_pipeline"].deadline
+    # Not DAGRUN_QUEUED_AT: Airflow 3.3.2 fails to clear runs of a DAG with such a deadline.
+    assert deadline.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert deadline.interval == timedelta(minutes=30)  # PIPELINE_DEADLINE_MINUTES unset
+    callback = SyncCallback(notify_deadline_missed, kwargs={"deadline_minutes": 30})
+    assert deadline.callback == callback
 
 
 @pytest.mark.parametrize(

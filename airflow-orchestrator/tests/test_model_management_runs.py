@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.notices import run_succeeded
 from tests.stubs.world import World
 
 DAG_ID = "model_management"
@@ -51,6 +52,7 @@ def test_better_staging_version_is_promoted_served_and_old_versions_cleaned(
         "note": f"no instances seen by v{staging} yet",
     }
     assert world.alerts == []
+    assert world.notices == [run_succeeded(DAG_ID, result.run_id)]  # on_success_callback
 
 
 def test_candidate_below_threshold_is_not_promoted_and_alerts(run_dag: Any, world: World) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.notices import run_succeeded
 from tests.stubs.world import TOKEN, World
 
 DAG_ID = "mlflow_orchestration_pipeline"
@@ -20,6 +21,66 @@ TASKS = (
     "run_inference",
     "validate_pipeline",
 )
+
+
+def _unpause_model_management(dagbag: Any) -> None:
+    """As an operator would: model_management on (only unpaused DAGs get queued by assets)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(dagbag, "dags-folder", None)
+    with create_session() as session:
+        session.execute(
+            update(DagModel).where(DagModel.dag_id == "model_management").values(is_paused=False)
+        )
+
+
+def _queued_asset_runs(dag_id: str) -> list[str]:
+    """Asset names whose events wait to start a run of ``dag_id`` (the scheduler's queue)."""
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetModel.name)
+            .join(AssetDagRunQueue, AssetDagRunQueue.asset_id == AssetModel.id)
+            .where(AssetDagRunQueue.target_dag_id == dag_id)
+        )
+        return list(session.scalars(query))
+
+
+def test_a_validated_run_updates_the_staging_model_asset_with_its_version(
+    run_dag: Any, world: World, dagbag: Any, airflow_db: None
+) -> None:
+    _unpause_model_management(dagbag)
+
+    result = run_dag(DAG_ID, {"epochs": 2, "holdout_samples": 20})
+
+    assert result.state == "success", result.task_states
+    summary = result.xcom("validate_pipeline")
+    assert result.asset_events == [
+        {
+            "name": "image-classifier-staging",
+            "uri": "models:/image-classifier@staging",
+            "source_task_id": "validate_pipeline",
+            "extra": {
+                "model_name": "image-classifier",
+                "version": "1",
+                "alias": "staging",
+                "dataset_id": summary["dataset_id"],
+                "job_id": summary["job_id"],
+                "holdout_accuracy": 1.0,
+                "run_id": result.run_id,
+            },
+        }
+    ]
+    # The scheduler would now start model_management: the event is queued for it.
+    assert _queued_asset_runs("model_management") == ["image-classifier-staging"]
 
 
 def test_happy_path_trains_scores_and_validates_the_new_version(run_dag: Any, world: World) -> None:
@@ -43,6 +104,8 @@ def test_happy_path_trains_scores_and_validates_the_new_version(run_dag: Any, wo
     [samples_call] = [r for r in world.requests if r["path"].endswith("/samples")]
     assert samples_call["query"] == {"split": "test", "limit": "50"}
     assert world.alerts == []
+    assert world.notices == [run_succeeded(DAG_ID, result.run_id)]
+    assert world.notice_request_ids == [f"{DAG_ID}/{result.run_id}"]
     # Every sender labels its calls with the run (run_dag checks all calls of every run too).
     request_id = f"{DAG_ID}/{result.run_id}"
     by_sender = {
@@ -100,6 +163,7 @@ def test_failed_training_job_after_polls_fails_fast(
     assert result.task_states["wait_for_training_job"] == "failed"
     assert result.tries["wait_for_training_job"] == 1
     assert len([r for r in world.requests if r["path"].startswith("/v1/jobs/")]) == polls_until_done
+    assert world.notices == []  # no retry, no success
     [alert] = world.alerts
     assert alert["error"].endswith(f"failed: {world.job_error}")
 
@@ -141,6 +205,10 @@ def test_training_service_not_ready_fails_before_submitting_with_its_detail(
     assert result.tries["check_training_ready"] == 3  # the task defaults' 2 retries
     assert result.task_states["submit_training_job"] == "upstream_failed"
     assert world.calls("training", "POST", "/v1/train") == []
+    assert [(n["kind"], n["task_id"], n["try_number"]) for n in world.notices] == [
+        ("task_retry", "check_training_ready", 1),
+        ("task_retry", "check_training_ready", 2),
+    ]
     [alert] = world.alerts
     assert alert["task_id"] == "check_training_ready"
     assert alert["error"].endswith(f"HTTP 503: {world.mlflow_down}")
@@ -154,6 +222,7 @@ def test_inference_below_min_accuracy_fails_validation(run_dag: Any, world: Worl
     assert result.state == "failed"
     assert result.task_states["run_inference"] == "success"
     assert result.task_states["validate_pipeline"] == "failed"
+    assert result.asset_events == []  # a rejected version is no news for model_management
     [alert] = world.alerts
     assert "accuracy 0.5000 < min_accuracy 0.9" in alert["error"]
     assert alert["kind"] == "quality_gate_failed"
@@ -166,7 +235,7 @@ def test_inference_below_min_accuracy_fails_validation(run_dag: Any, world: Worl
 
 
 def test_training_service_5xx_then_recovery_is_retried_without_a_second_job(
-    run_dag: Any, world: World
+    run_dag: Any, world: World, stack: Any
 ) -> None:
     # Three in-task attempts fail, so the task itself fails once and is retried by Airflow;
     # the fourth 503 hits the retry, whose next attempt gets through.
@@ -178,4 +247,18 @@ def test_training_service_5xx_then_recovery_is_retried_without_a_second_job(
     assert result.tries["submit_training_job"] == 2
     assert len(world.calls("training", "POST", "/v1/train")) == 5
     assert len(world.jobs) == 1
-    assert world.alerts == []  # a retried task that recovers is not an alert
+    assert world.alerts == []  # a retried task that recovers is not an alert...
+    retry = {  # ...but its retry is a notice
+        "source": "airflow-orchestrator",
+        "severity": "warning",
+        "kind": "task_retry",
+        "dag_id": DAG_ID,
+        "run_id": result.run_id,
+        "task_id": "submit_training_job",
+        "try_number": 1,
+        "error": f"POST {stack.servers['training'].url}/v1/train -> HTTP 503: "
+        "stub fault on POST /v1/train: restarting",
+        "details": {"exception_type": "AirflowException", "max_tries": 2},
+    }
+    assert world.notices == [retry, run_succeeded(DAG_ID, result.run_id)]
+    assert world.notice_request_ids == [f"{DAG_ID}/{result.run_id}"] * 2

@@ -21,6 +21,10 @@ LIVE_ACCURACY_DROP = "live_accuracy_drop"
 INPUT_DRIFT = "input_drift"
 SERVING_UNHEALTHY = "serving_unhealthy"
 TASK_FAILED = "task_failed"
+# Not failures: notices on the same webhook (alerts.py), told apart by kind and severity.
+TASK_RETRY = "task_retry"
+RUN_SUCCEEDED = "run_succeeded"
+DEADLINE_MISSED = "deadline_missed"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Stub alert receiver: stores each JSON alert the notifier posts, and its X-Request-ID."""
+"""Stub alert receiver: stores each JSON payload the notifiers post, and its X-Request-ID.
+
+Failure alerts (severity ``error``) go to ``world.alerts``; the other notices (``task_retry``,
+``run_succeeded``, ``deadline_missed``) to ``world.notices``, so a test of one need not sift
+through the other.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,14 @@ def create_webhook_app(world: World) -> FastAPI:
 
     @app.post("/alerts")
     async def receive(request: Request) -> dict[str, str]:
-        world.alerts.append(await request.json())
-        world.alert_request_ids.append(request.headers.get("x-request-id"))
+        payload = await request.json()
+        request_id = request.headers.get("x-request-id")
+        if payload.get("severity") == "error":
+            world.alerts.append(payload)
+            world.alert_request_ids.append(request_id)
+        else:
+            world.notices.append(payload)
+            world.notice_request_ids.append(request_id)
         return {"status": "received"}
 
     return app

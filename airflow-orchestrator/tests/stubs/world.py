@@ -59,6 +59,8 @@ class World:
     faults: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     alert_request_ids: list[str | None] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)  # webhook posts that are no failure
+    notice_request_ids: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
