@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# The one place a version is written; /version and the MLflow tags must all say this.
+with (ROOT / "pyproject.toml").open("rb") as _pyproject:
+    PYPROJECT_VERSION: str = tomllib.load(_pyproject)["project"]["version"]
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from mlflow.projects import _project_spec
-from support import ROOT
+from support import PYPROJECT_VERSION, ROOT
 
 from training_service import cli
 
@@ -38,6 +38,7 @@ def test_cli_trains_and_logs_a_run(
     run = MlflowClient(mlflow_uri).get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["dataset_sha256"] == summary["dataset_sha256"]
+    assert run.data.tags["service_version"] == PYPROJECT_VERSION
     assert run.data.metrics["test_accuracy"] == pytest.approx(summary["test_accuracy"])
     assert (tmp_path / "datasets" / f"{summary['dataset_id']}.json").is_file()
 

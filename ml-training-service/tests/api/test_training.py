@@ -16,7 +16,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from support import wait_for_job, wait_until
+from support import PYPROJECT_VERSION, wait_for_job, wait_until
 
 # Generous: worker start-up plus training on a shared 2-core CI machine.
 JOB_TIMEOUT = 300
@@ -64,6 +64,7 @@ def test_default_request_trains_registers_and_serves(
     assert run.data.tags["dataset_sha256"] == dataset["sha256"]
     assert run.data.tags["dataset_source"] == "digits"
     assert run.data.tags["job_id"] == job_id
+    assert run.data.tags["service_version"] == PYPROJECT_VERSION
     history = tracking.get_metric_history(run.info.run_id, "test_accuracy")
     assert [m.step for m in history] == list(range(1, 11))
     assert run.inputs.dataset_inputs[0].dataset.name == job["dataset_id"]
@@ -76,7 +77,7 @@ def test_default_request_trains_registers_and_serves(
     assert json.loads(version.tags["classes"]) == [str(i) for i in range(10)]
     assert version.tags["dataset_sha256"] == dataset["sha256"]
     assert version.tags["job_id"] == job_id
-    assert version.tags["service_version"] == "0.1.0"
+    assert version.tags["service_version"] == PYPROJECT_VERSION
     assert float(version.tags["test_accuracy"]) == pytest.approx(job["metrics"]["test_accuracy"])
 
     # The registered model loads anywhere through pyfunc and scores the held-out split.
