@@ -75,11 +75,24 @@ pyproject_version() {
 pinned_version() { # pinned_version FILE PACKAGE
   sed -n "s/^$2==\([^ ;]*\).*/\1/p" "$1" | head -n 1
 }
-# Packages an image installs beside its requirements.txt: the Dockerfile's
-# `ARG EXTRA_REQUIREMENTS="..."` default, which the offline wheelhouse must hold too.
+# Packages an image installs beside its requirements.txt (runtime extras, or the build backend
+# of the service's own package): the Dockerfile's `ARG EXTRA_REQUIREMENTS="..."` default,
+# which the offline wheelhouse must hold too.
 dockerfile_extras() {
   sed -n 's/^ARG EXTRA_REQUIREMENTS="\(.*\)"$/\1/p' "$1/Dockerfile" | head -n 1
 }
+
+# OCI labels every image gets besides its version and title. They go in at build time
+# (`--label` is the last step of the build), so a rebuild of unchanged sources at a new commit
+# keeps every cached layer and still gets a new image carrying the new revision. `created` is
+# the commit's time, not the wall clock: the same commit builds the same image.
+REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+CREATED="$(git -C "$ROOT" log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"
+# The remote without any user:password@ part.
+SOURCE="$(git -C "$ROOT" remote get-url origin 2>/dev/null | sed -E 's#//[^/@]*@#//#' || true)"
+oci_labels=(--label "org.opencontainers.image.revision=$REVISION"
+  --label "org.opencontainers.image.created=$CREATED")
+[ -z "$SOURCE" ] || oci_labels+=(--label "org.opencontainers.image.source=$SOURCE")
 
 linked_contexts=()
 cleanup() {
@@ -94,7 +107,7 @@ build_one() { # build_one KEY NAME CONTEXT VERSION BASE_KIND(python|debian) USES
   local tag="$PREFIX/$name:$version" start=$SECONDS log="$BUILD_DIR/logs/$name.log"
   local args=(--tag "$tag" --tag "$PREFIX/$name:latest"
     --label "org.opencontainers.image.version=$version"
-    --label "org.opencontainers.image.title=$name")
+    --label "org.opencontainers.image.title=$name" "${oci_labels[@]}")
   if [ "$MODE" = offline ]; then
     args+=(--build-arg "BASE_IMAGE=$OFFLINE_BASE")
     if [ "$uses_pip" = yes ]; then

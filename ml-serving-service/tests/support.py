@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from torch import nn
 
 BIN = Path(sys.executable).parent
 CLASSES = [str(i) for i in range(10)]
+ROOT = Path(__file__).resolve().parents[1]
+# The one place a version is written; /version must say this.
+with (ROOT / "pyproject.toml").open("rb") as _pyproject:
+    PYPROJECT_VERSION: str = tomllib.load(_pyproject)["project"]["version"]
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from tests.conftest import Digits, Trained
-from tests.support import MlflowServer, Service, register
+from tests.support import PYPROJECT_VERSION, MlflowServer, Service, register
 
 
 def test_predicts_held_out_digits(service: Service, digits: Digits, trained: Trained) -> None:
@@ -79,10 +79,13 @@ def test_metrics_expose_the_contract_names(service: Service, digits: Digits) -> 
 def test_ops_endpoints(service: Service) -> None:
     assert httpx.get(f"{service.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{service.url}/ready").json() == {"status": "ready"}
+    # The running service reports the version of pyproject.toml (through the installed
+    # package's metadata): a bump without `make setup` or a hard-coded version fails here.
     assert httpx.get(f"{service.url}/version").json() == {
         "service": "ml-serving-service",
-        "version": "0.1.0",
+        "version": PYPROJECT_VERSION,
     }
+    assert httpx.get(f"{service.url}/openapi.json").json()["info"]["version"] == PYPROJECT_VERSION
     assert "/v1/predict" in httpx.get(f"{service.url}/openapi.json").json()["paths"]
 
 

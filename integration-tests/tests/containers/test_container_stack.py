@@ -15,20 +15,28 @@ file order; test_container_ui.py then checks the same run in the browser.
 
 from __future__ import annotations
 
+import subprocess
 import time
+import tomllib
 import urllib.parse
 from typing import Any
 
 import compose_file
 import docker
 import httpx
-from container_stack import COMPOSE_FILE, ContainerStack
+from container_stack import COMPOSE_FILE, ROOT, ContainerStack
 
 from scripts.embedded.demo import MODEL_NAME
 
 GB = 1000**3
 # The README's size targets for the images, by their compose variable.
 SIZE_LIMITS = {"TRAINING_IMAGE": 1.5 * GB, "SERVING_IMAGE": 1.5 * GB, "AIRFLOW_IMAGE": 1.0 * GB}
+# Each image of a subtree, by its compose variable: subtree and the distribution it installs.
+SUBTREE_IMAGES = {
+    "TRAINING_IMAGE": ("ml-training-service", "ml-training-service"),
+    "SERVING_IMAGE": ("ml-serving-service", "ml-serving-service"),
+    "AIRFLOW_IMAGE": ("airflow-orchestrator", None),
+}
 
 
 def get_json(url: str, **params: Any) -> Any:
@@ -119,6 +127,33 @@ def test_images_meet_size_targets(
     sizes = {key: docker_client.images.get(images[key]).attrs["Size"] for key in SIZE_LIMITS}
     too_big = {k: f"{v / GB:.2f} GB" for k, v in sizes.items() if v > SIZE_LIMITS[k]}
     assert not too_big, f"images over their size target: {too_big}"
+
+
+def test_images_carry_their_pyproject_version_and_this_revision(
+    images: dict[str, str], docker_client: docker.DockerClient
+) -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for key, (subtree, distribution) in SUBTREE_IMAGES.items():
+        with (ROOT / subtree / "pyproject.toml").open("rb") as file:
+            version = tomllib.load(file)["project"]["version"]
+        image = docker_client.images.get(images[key])
+        labels = image.labels
+        assert images[key].endswith(f":{version}"), (images[key], version)
+        assert labels.get("org.opencontainers.image.version") == version, (key, labels)
+        assert labels.get("org.opencontainers.image.revision") == head, (key, labels)
+        if distribution:  # what /version will say: the installed package's metadata
+            installed = docker_client.containers.run(
+                image,
+                [
+                    "python",
+                    "-c",
+                    f"import importlib.metadata as m; print(m.version({distribution!r}))",
+                ],
+                remove=True,
+            )
+            assert installed.decode().strip() == version, (key, installed)
 
 
 def test_containers_are_healthy_non_root_and_loopback_only(
