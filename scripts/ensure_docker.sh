@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers on this machine: install Debian's docker.io (and
-# debootstrap, which the offline image build needs) when missing, start dockerd when
+# debootstrap, which the offline image build needs, and docker-compose) when missing, start dockerd when
 # `docker info` fails, wait until it answers, print the engine version.
 # Idempotent: on a machine where Docker already runs it only prints the version.
 set -euo pipefail
@@ -21,6 +21,8 @@ as_root() {
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+# Compose v1 (Debian's, on the system python): the README's docker-compose commands.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "ensure_docker: installing ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -101,7 +101,7 @@ def container_stack(
 @pytest.fixture(scope="session")
 def container_airflow(container_stack: ContainerStack) -> AirflowClient:
     return AirflowClient(
-        container_stack.url("airflow-api-server"),
+        container_stack.url("airflow"),
         container_stack.admin_user,
         container_stack.admin_password,
     )

@@ -52,7 +52,7 @@ def test_the_real_compose_file_loads_with_a_fresh_env() -> None:
         "training",
         "serving",
         "airflow-init",
-        "airflow-api-server",
+        "airflow",
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",

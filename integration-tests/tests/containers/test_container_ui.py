@@ -22,7 +22,7 @@ from scripts.ui.pages import UiTargets
 def ui(container_stack: ContainerStack) -> UiTargets:
     # Looked up now: a recreated or restarted container may publish on a new host port.
     return UiTargets(
-        airflow_url=container_stack.url("airflow-api-server"),
+        airflow_url=container_stack.url("airflow"),
         airflow_user=container_stack.admin_user,
         airflow_password=container_stack.admin_password,
         mlflow_url=container_stack.url("mlflow"),

@@ -51,7 +51,7 @@ def test_the_datasource_is_the_compose_prometheus() -> None:
     assert source["uid"], "dashboards refer to the data source by uid: it must be fixed"
     assert source["url"] == "http://prometheus:9090"
     prometheus = compose_services()["prometheus"]
-    assert "127.0.0.1:9090:9090" in prometheus["ports"]
+    assert "127.0.0.1:${PROMETHEUS_PORT:-9090}:9090" in prometheus["ports"]
 
 
 def test_every_panel_queries_the_provisioned_datasource() -> None:
