@@ -115,11 +115,23 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/dags/{dag_id}", {"is_paused": True})
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run = self.api(
             "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
         )
         return str(run["dag_run_id"])
+
+    def clear(self, dag_id: str, run_id: str, only_failed: bool = False) -> None:
+        """Clear a run's task instances (all, or the failed ones): they run again, same run."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        self.api(
+            "POST",
+            f"/dags/{dag_id}/dagRuns/{quoted}/clear",
+            {"dry_run": False, "only_failed": only_failed},
+        )
 
     def wait_for_run(
         self,
