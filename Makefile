@@ -10,7 +10,7 @@ SERVICES := ml-training-service ml-serving-service airflow-orchestrator
 SUBTREES := $(SERVICES) integration-tests
 STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 
-.PHONY: help setup lint test test-services test-integration demo up down status logs screenshots openapi
+.PHONY: help setup lint test test-services test-integration demo up down status logs screenshots openapi notebooks
 
 # Image builds and .env for Docker Compose (make images, make env).
 -include mk/containers.mk
@@ -65,6 +65,12 @@ logs: ## last lines of every component's log (LINES=n)
 demo: setup ## the whole pipeline on the embedded stack, with a summary at the end
 	$(STACK) demo
 
+# The same test CI runs on its own stack, pointed at the running one (StackConfig.from_env()).
+notebooks: ## run notebooks/ top to bottom against the running stack (after `make demo`)
+	$(MAKE) --no-print-directory -C integration-tests setup VENV=$(VENVS)/integration-tests
+	cd $(ROOT)/integration-tests && NOTEBOOKS_STACK=running $(VENVS)/integration-tests/bin/python \
+		-m pytest -o log_cli=false tests/embedded/test_notebooks.py
+
 screenshots: ## PNGs of the Airflow, MLflow and serving UIs into docs/images/ (after `make demo`)
 	bash scripts/ensure_chromium.sh
 	$(MAKE) --no-print-directory -C integration-tests setup VENV=$(VENVS)/integration-tests
@@ -72,3 +78,11 @@ screenshots: ## PNGs of the Airflow, MLflow and serving UIs into docs/images/ (a
 
 openapi: setup ## export each service's OpenAPI document and the orchestrator's vendored copies
 	$(PYTHON) scripts/export_openapi.py
+
+# The serving benchmark on the model the training service registers: its own CLI, from its
+# subtree and venv, trains and registers the digits CNN that the bench then serves.
+.PHONY: bench
+bench: setup-ml-serving-service setup-ml-training-service ## serving benchmark (wrk) on the model training registers; BENCH_ARGS="--repeat 1 ..."
+	$(MAKE) --no-print-directory -C ml-serving-service bench VENV=$(VENVS)/ml-serving-service \
+	  TRAINING_SERVICE=$(ROOT)/ml-training-service \
+	  TRAINING_PYTHON=$(VENVS)/ml-training-service/bin/python BENCH_ARGS="$(BENCH_ARGS)"
