@@ -32,7 +32,7 @@ from training_service.jobs.records import (
     QueueFullError,
 )
 from training_service.jobs.store import JobStore
-from training_service.logs import request_id_var
+from training_service.logs import REQUEST_ID
 from training_service.params import TrainingParams
 
 
@@ -200,7 +200,7 @@ def test_runner_records_the_request_id_and_binds_it_while_the_job_runs(
 
     class RecordingPipeline(StandInPipeline):
         def __call__(self, dataset: Any, params: TrainingParams, **kwargs: Any) -> FakeOutcome:
-            seen.append(request_id_var.get())
+            seen.append(REQUEST_ID.get())
             return super().__call__(dataset, params, **kwargs)
 
     pipeline = RecordingPipeline()
@@ -218,7 +218,7 @@ def test_runner_records_the_request_id_and_binds_it_while_the_job_runs(
     assert done.status is JobStatus.SUCCEEDED and done.request_id == "req-42"
     assert seen == ["req-42"]
     assert pipeline.calls[0]["request_id"] == "req-42"  # the pipeline tags the MLflow run
-    assert request_id_var.get() is None  # bound for the job only
+    assert REQUEST_ID.get() is None  # bound for the job only
     runner.stop()
 
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from training_service.logs import RequestIdFilter, request_id_var
+from training_service.logs import REQUEST_ID, RequestIdFilter
 from training_service.metrics import REGISTRY
 from training_service.middleware import TelemetryMiddleware, request_id_from
 
@@ -39,7 +39,7 @@ def test_one_middleware_sets_the_id_counts_and_logs(caplog: pytest.LogCaptureFix
 
     @app.get("/items/{item_id}")
     async def item(item_id: int, request: Request) -> dict[str, str | None]:
-        return {"state": request.state.request_id, "bound": request_id_var.get()}
+        return {"state": request.state.request_id, "bound": REQUEST_ID.get()}
 
     app.add_middleware(TelemetryMiddleware)
     labels = {"method": "GET", "route": "/items/{item_id}", "status": "200"}

@@ -23,7 +23,7 @@ from training_service import SERVICE_NAME
 
 LogFormat = Literal["json", "text"]
 
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -37,11 +37,11 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 @contextmanager
 def bound_request_id(request_id: str | None) -> Iterator[None]:
     """Lines logged inside the block (in this thread or task) carry `request_id`."""
-    token = request_id_var.set(request_id)
+    token = REQUEST_ID.set(request_id)
     try:
         yield
     finally:
-        request_id_var.reset(token)
+        REQUEST_ID.reset(token)
 
 
 class RequestIdFilter(logging.Filter):
@@ -52,7 +52,7 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
-            record.request_id = request_id_var.get()
+            record.request_id = REQUEST_ID.get()
         return True
 
 
