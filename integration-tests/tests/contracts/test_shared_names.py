@@ -17,6 +17,7 @@ SERVING_CONFIG = ROOT / "ml-serving-service/src/serving_service/config.py"
 TRAINING_CONFIG = ROOT / "ml-training-service/src/training_service/config.py"
 TRAINING_REGISTRY = ROOT / "ml-training-service/src/training_service/registry.py"
 MODEL_MANAGEMENT = ROOT / "airflow-orchestrator/dags/model_management.py"
+STAGING_ASSET = ROOT / "airflow-orchestrator/dags/orchestration/assets.py"
 
 
 def settings_defaults(path: Path) -> dict[str, object]:
@@ -70,3 +71,13 @@ def test_the_alias_training_sets_is_the_one_model_management_promotes() -> None:
     assert dag_param_defaults(MODEL_MANAGEMENT)["staging_alias"] == training_alias
     serving_alias = settings_defaults(SERVING_CONFIG)["model_alias"]
     assert training_alias != serving_alias, "training must never move the served alias"
+
+
+def test_the_staging_asset_names_the_model_and_alias_training_registers() -> None:
+    assert (
+        module_constant(STAGING_ASSET, "MODEL_NAME")
+        == settings_defaults(TRAINING_CONFIG)["model_name"]
+    )
+    assert module_constant(STAGING_ASSET, "STAGING_ALIAS") == module_constant(
+        TRAINING_REGISTRY, "STAGING_ALIAS"
+    )
