@@ -28,6 +28,8 @@ DAG_IDS = (
     "simple_image_classifier",
 )
 PIPELINE = "mlflow_orchestration_pipeline"
+# The Airflow asset a validated pipeline run updates (the orchestrator's orchestration/assets.py).
+STAGING_ASSET = "image-classifier-staging"
 
 # FastAPI's /docs loads Swagger UI from this CDN, which a closed network cannot reach.
 SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
@@ -86,6 +88,13 @@ def open_dag_grid(page: Page, ui: UiTargets, dag_id: str, run_id: str) -> None:
     """Open a DAG's overview, whose left pane is the grid, and wait for the run's cells."""
     page.goto(f"{ui.airflow_url}/dags/{quote(dag_id)}")
     page.locator(f'[data-run-id="{run_id}"]').first.wait_for()
+
+
+def open_asset(page: Page, ui: UiTargets, asset_id: int, name: str) -> None:
+    """Open an asset's page: its graph links the DAG that updates it to the DAG it schedules."""
+    page.goto(f"{ui.airflow_url}/assets/{asset_id}")
+    page.get_by_text(name).first.wait_for()
+    page.get_by_text("model_management").first.wait_for()
 
 
 def run_state(page: Page, ui: UiTargets, dag_id: str, run_id: str) -> str:

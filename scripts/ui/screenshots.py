@@ -37,6 +37,7 @@ class DemoResult:
     production_version: str
     experiment_id: str
     mlflow_run_id: str
+    staging_asset_id: int
 
 
 def find_demo_result(ui: pages.UiTargets) -> DemoResult:
@@ -58,11 +59,15 @@ def find_demo_result(ui: pages.UiTargets) -> DemoResult:
             f"no version of {pages.MODEL_NAME} carries 'production': {exc}"
         ) from exc
     run = request_json("GET", f"{mlflow}/runs/get?run_id={version['run_id']}")["run"]
+    assets = airflow.api("GET", f"/assets?name_pattern={pages.STAGING_ASSET}")["assets"]
+    if not assets:
+        raise NothingToShow(f"no asset {pages.STAGING_ASSET}: run `make demo` first")
     return DemoResult(
         pipeline_run_id=runs[0]["dag_run_id"],
         production_version=str(version["version"]),
         experiment_id=str(run["info"]["experiment_id"]),
         mlflow_run_id=str(version["run_id"]),
+        staging_asset_id=int(assets[0]["id"]),
     )
 
 
@@ -81,6 +86,9 @@ def shots(ui: pages.UiTargets, demo: DemoResult) -> dict[str, Callable[[Page], N
         "airflow-dags.png": dag_list,
         "airflow-pipeline-grid.png": lambda page: pages.open_dag_grid(
             page, ui, pages.PIPELINE, demo.pipeline_run_id
+        ),
+        "airflow-staging-asset.png": lambda page: pages.open_asset(
+            page, ui, demo.staging_asset_id, pages.STAGING_ASSET
         ),
         "mlflow-run-metrics.png": lambda page: pages.open_run_metrics(
             page, ui, demo.experiment_id, demo.mlflow_run_id
