@@ -1,6 +1,7 @@
--- wrk script: POST the file named by WRK_BODY, print a JSON summary line at the end.
+-- wrk script: POST the file named by WRK_BODY (as WRK_CONTENT_TYPE, default JSON), print a
+-- JSON summary line at the end.
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/json"
 local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
 wrk.body = f:read("*a")
 f:close()

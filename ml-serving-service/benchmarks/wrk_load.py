@@ -43,13 +43,14 @@ class Run:
         return self.rps * self.batch
 
 
-def wrk(url: str, body: Path, concurrency: int, seconds: int, label: str, batch: int) -> Run:
+def wrk(
+    url: str, body: Path, concurrency: int, seconds: int, label: str, batch: int,
+    content_type: str = "application/json",
+) -> Run:  # fmt: skip
     args = pinned("1", ["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency",
                         "-s", str(HERE / "post.lua"), url])  # fmt: skip
-    out = subprocess.run(
-        args, env={**os.environ, "WRK_BODY": str(body)}, capture_output=True, text=True,
-        check=True,
-    ).stdout  # fmt: skip
+    env = {**os.environ, "WRK_BODY": str(body), "WRK_CONTENT_TYPE": content_type}
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     match = re.search(r"WRK_JSON (\{.*\})", out)
     if not match:
         raise RuntimeError(f"wrk printed no summary:\n{out}")

@@ -183,8 +183,14 @@ def register(
     test_accuracy: float = 0.0,
     serialization_format: str | None = None,
     input_stats: dict[str, object] | None = None,
+    classes: list[str] | None = None,
+    metadata: dict[str, object] | None = None,
 ) -> str:
-    """Log with mlflow.pytorch (pt2 by default), register, tag classes; returns the version."""
+    """Log with mlflow.pytorch (pt2 by default), register, tag classes; returns the version.
+
+    `classes` default to the digits; `metadata` adds MLmodel metadata (`preprocessing`).
+    """
+    classes = classes or CLASSES
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment("serving-tests")
@@ -201,7 +207,11 @@ def register(
             name="model",
             input_example=example,
             signature=infer_signature(example, out),
-            metadata={"classes": CLASSES, **({"input_stats": input_stats} if input_stats else {})},
+            metadata={
+                "classes": classes,
+                **({"input_stats": input_stats} if input_stats else {}),
+                **(metadata or {}),
+            },
             registered_model_name=name,
             # Skips MLflow's slow import-tracing of requirements; the format is unchanged.
             pip_requirements=["torch==2.13.0"],
@@ -209,7 +219,7 @@ def register(
         )
     version = str(info.registered_model_version)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    client.set_model_version_tag(name, version, "classes", json.dumps(CLASSES))
+    client.set_model_version_tag(name, version, "classes", json.dumps(classes))
     client.set_model_version_tag(name, version, "test_accuracy", str(test_accuracy))
     if alias:
         client.set_registered_model_alias(name, alias, version)

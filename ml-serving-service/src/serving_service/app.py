@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.scorer.batcher.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -77,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "logs": settings.otel_telemetry,
         },
     )
-    registry = Registry(settings.mlflow_tracking_uri, settings.model_name)
+    registry = Registry(
+        settings.mlflow_tracking_uri, settings.model_name, settings.scoring_inline_ms / 1000
+    )
     slot = ModelSlot(name=settings.model_name, alias=settings.model_alias)
     app.state.settings = settings
     app.state.slot = slot

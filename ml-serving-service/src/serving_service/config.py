@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     monitor_window: int = Field(default=1000, ge=1)
     # Predictions whose ids are remembered for feedback (older ids answer 404).
     feedback_memory: int = Field(default=100_000, ge=1)
+    # Image predictions (POST /v1/predict/images): files per request, and pixels per image
+    # (width x height, read from the header before decoding).
+    max_images_per_request: int = Field(default=64, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # A forward pass expected to take longer than this runs on the scoring thread instead of
+    # the event loop (measured per model at load), so a heavy model never stalls /health.
+    scoring_inline_ms: float = Field(default=2.0, ge=0)
     # FastAPI's native OpenTelemetry (spans, metrics, logs to a configured provider). Off:
     # the service exports Prometheus metrics itself, and FastAPI's check for a configured
     # provider alone costs about 20 us on every request.

@@ -1,12 +1,13 @@
 """A pure ASGI layer that answers the scoring routes without entering FastAPI.
 
-`POST /v1/predict` and `POST /invocations` are the traffic of a model server. For them this
-layer reads the body, calls `scoring.Scorer` and sends the JSON answer itself: no routing,
-no `Request`, no dependency solving, no `Response` object. That cut the cost of a scoring
-request by about half (see the README's performance section). Every other request, and
-other methods on these paths, go on to FastAPI unchanged. The layer sits inside
-`TelemetryMiddleware`, so request ids, metrics and logs are the same on both paths; it puts
-the route's path in the scope (as routing would) so metrics are labelled with it.
+`POST /v1/predict`, `POST /v1/predict/images` and `POST /invocations` are the traffic of a
+model server. For them this layer reads the body, calls `scoring.Scorer` and sends the JSON
+answer itself: no routing, no `Request`, no dependency solving, no `Response` object. That
+cut the cost of a scoring request by about half (see the README's performance section).
+Every other request, and other methods on these paths, go on to FastAPI unchanged. The
+layer sits inside `TelemetryMiddleware`, so request ids, metrics and logs are the same on
+both paths; it puts the route's path in the scope (as routing would) so metrics are
+labelled with it.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ class ScoringRoute:
     path: str
 
 
-_ROUTES = {path: ScoringRoute(path) for path in ("/v1/predict", "/invocations")}
+_ROUTES = {
+    path: ScoringRoute(path) for path in ("/v1/predict", "/v1/predict/images", "/invocations")
+}
 
 
 class ScoringFastPath:
-    """Serves POST /v1/predict and POST /invocations; passes everything else through."""
+    """Serves the POST scoring routes (`_ROUTES`); passes everything else through."""
 
     def __init__(self, app: ASGIApp, scorer: Scorer) -> None:
         self.app = app
@@ -51,6 +54,8 @@ class ScoringFastPath:
             handler = _predict
         elif path == "/invocations":
             handler = _invocations
+        elif path == "/v1/predict/images":
+            handler = _predict_images
         else:
             await self.app(scope, receive, send)
             return
@@ -80,12 +85,18 @@ async def _predict(scorer: Scorer, scope: Scope, body: bytes) -> bytes:
 
 
 async def _invocations(scorer: Scorer, scope: Scope, body: bytes) -> bytes:
-    content_type = None
+    return await scorer.invocations(body, _content_type(scope))
+
+
+async def _predict_images(scorer: Scorer, scope: Scope, body: bytes) -> bytes:
+    return await scorer.predict_images(body, _content_type(scope), scope.get("query_string", b""))
+
+
+def _content_type(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            content_type = value.decode("latin-1")
-            break
-    return await scorer.invocations(body, content_type)
+            return str(value.decode("latin-1"))
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes | None:

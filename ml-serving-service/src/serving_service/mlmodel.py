@@ -3,7 +3,8 @@
 Models arrive as MLflow `pytorch` flavor directories in the `pt2` (torch.export) format.
 They are loaded with torch directly, without pyfunc or pandas; the MLmodel file gives the
 instance shape (tensor signature), the classes and training statistics (metadata) and the
-logged input example (the smoke test's input).
+logged input example (the smoke test's input), and `metadata.preprocessing` how image files
+become inputs (derived from the signature for models logged without it: the digits model).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import yaml
 
 from serving_service.graph import Forward, fast_forward
+from serving_service.images import Preprocessing
 from serving_service.monitoring import InputStats
 
 
@@ -35,6 +37,7 @@ class ModelArtifact:
     classes: tuple[str, ...] | None
     sample: np.ndarray | None
     input_stats: InputStats | None = None
+    preprocessing: Preprocessing | None = None
 
 
 def read_artifact(model_dir: Path) -> ModelArtifact:
@@ -54,6 +57,11 @@ def read_artifact(model_dir: Path) -> ModelArtifact:
         # Pickled modules need their Python class and run arbitrary code when unpickled.
         raise ModelLoadError("only the 'pt2' (torch.export) serialization format is served")
     instance_shape = _instance_shape(mlmodel)
+    metadata = mlmodel.get("metadata") or {}
+    try:
+        preprocessing = Preprocessing.from_metadata(metadata.get("preprocessing"), instance_shape)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
     try:
         module = fast_forward(torch.export.load(str(pt2)), instance_shape)
     except Exception as exc:
@@ -63,9 +71,8 @@ def read_artifact(model_dir: Path) -> ModelArtifact:
         instance_shape=instance_shape,
         classes=_classes_from_metadata(mlmodel),
         sample=_input_example(model_dir, mlmodel),
-        input_stats=InputStats.parse(
-            (mlmodel.get("metadata") or {}).get("input_stats"), math.prod(instance_shape)
-        ),
+        input_stats=InputStats.parse(metadata.get("input_stats"), math.prod(instance_shape)),
+        preprocessing=preprocessing,
     )
 
 

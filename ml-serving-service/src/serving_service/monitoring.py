@@ -23,6 +23,9 @@ from serving_service.metrics import count_feedback, export_drift
 # Added to the training std so that pixels that never vary (digit borders) do not turn the
 # smallest shift into an infinite score; inputs are in 0..1, so 0.1 is "a tenth of the range".
 DRIFT_STD_FLOOR = 0.1
+# Values the input ring holds at most (16 MB of float32): the last `window` digits fit many
+# times over, while a 224x224 RGB model keeps its last 106 inputs instead of 600 MB.
+DRIFT_RING_MAX_VALUES = 4_000_000
 
 
 class UnknownPrediction(KeyError):
@@ -85,11 +88,13 @@ class _Outcomes:
 
 
 class InputRing:
-    """The last `window` flattened instances sent to one version, for the drift score."""
+    """The last `window` flattened instances sent to one version, for the drift score
+    (fewer for large inputs: at most `DRIFT_RING_MAX_VALUES` values)."""
 
     def __init__(self, version: str, size: int, window: int, reference: InputStats | None):
         self.version = version
         self.reference = reference
+        window = max(1, min(window, DRIFT_RING_MAX_VALUES // size))
         self._rows = np.zeros((window, size), dtype=np.float32)
         self._next = 0
         self._filled = 0

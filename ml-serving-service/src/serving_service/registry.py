@@ -48,9 +48,10 @@ class VersionInfo:
 class Registry:
     """Thin, typed access to one registered model in MLflow."""
 
-    def __init__(self, tracking_uri: str, model_name: str) -> None:
+    def __init__(self, tracking_uri: str, model_name: str, inline_budget_s: float = 0.002) -> None:
         self.tracking_uri = tracking_uri
         self.model_name = model_name
+        self.inline_budget_s = inline_budget_s  # given to each model loaded (LoadedModel)
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def resolve_alias(self, alias: str) -> VersionInfo:
@@ -105,6 +106,8 @@ class Registry:
             metrics=dict(metrics),
             sample=artifact.sample,
             input_stats=artifact.input_stats,
+            preprocessing=artifact.preprocessing,
+            inline_budget_s=self.inline_budget_s,
         )
 
 

@@ -35,6 +35,53 @@ class PredictResponse(BaseModel):
     model: ModelRef
 
 
+class ImageData(BaseModel):
+    name: str | None = Field(
+        default=None, description="Echoed in the answer and in errors; default 'images[i]'"
+    )
+    data: str = Field(
+        description="The PNG or JPEG file, base64 (a 'data:image/png;base64,...' URL works too)"
+    )
+
+
+class ImagesRequest(BaseModel):
+    """`application/json` form of POST /v1/predict/images."""
+
+    images: list[ImageData] = Field(
+        description="Answered in this order; at most MAX_IMAGES_PER_REQUEST"
+    )
+    top_k: int | None = Field(default=None, ge=1, le=100, description="Classes per image (5)")
+    version: str | None = Field(default=None, description="A registered version, not the alias")
+
+
+class ImagesUpload(BaseModel):
+    """`multipart/form-data` form of POST /v1/predict/images."""
+
+    files: list[bytes] = Field(
+        description="One part per PNG or JPEG file, any size; its filename names it in the answer"
+    )
+    top_k: int | None = Field(default=None, ge=1, le=100, description="Same as the query parameter")
+    version: str | None = Field(default=None, description="Same as the query parameter")
+
+
+class ClassProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class ImagePrediction(BaseModel):
+    name: str = Field(description="The file name (multipart) or the image's 'name' (JSON)")
+    label: str = Field(description="The most probable class")
+    probability: float
+    top_k: list[ClassProbability] = Field(description="The k most probable classes, best first")
+    prediction_id: str = Field(description="Post it with the true label to /v1/feedback")
+
+
+class ImagesResponse(BaseModel):
+    predictions: list[ImagePrediction] = Field(description="One per image, in the order sent")
+    model: ModelRef
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(coerce_numbers_to_str=True)  # label 3 means class "3"
 
@@ -94,6 +141,9 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     classes: list[str] | None
     input_shape: list[int] | None
+    preprocessing: dict[str, Any] | None = Field(
+        description="How image files become inputs (POST /v1/predict/images); null: no images"
+    )
     registry: Literal["reachable", "unreachable", "unknown"]
     last_error: str | None
     refused_versions: dict[str, str]
@@ -120,11 +170,12 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a body the handler parses itself (faster than pydantic for big arrays)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+def request_body(
+    model: type[BaseModel], multipart: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """OpenAPI for a body the handler parses itself (faster than pydantic for big arrays),
+    JSON and, with `multipart`, `multipart/form-data` (`bytes` fields are binary file parts)."""
+    content = {"application/json": {"schema": model.model_json_schema()}}
+    if multipart is not None:
+        content["multipart/form-data"] = {"schema": multipart.model_json_schema()}
+    return {"requestBody": {"required": True, "content": content}}

@@ -23,6 +23,7 @@ async def model_info(slot: SlotDep, monitor: MonitorDep) -> ModelInfo:
         metrics=model.metrics if model else {},
         classes=list(model.classes) if model else None,
         input_shape=list(model.instance_shape) if model else None,
+        preprocessing=model.preprocessing.describe() if model and model.preprocessing else None,
         registry=registry,  # type: ignore[arg-type]
         last_error=slot.last_error,
         refused_versions=dict(slot.refused),
