@@ -14,6 +14,8 @@ STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 
 # Image builds and .env for Docker Compose (make images, make env).
 -include mk/containers.mk
+# make security: static checks, checkov, compose policy, attack tests (run by make test).
+-include mk/security.mk
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +42,7 @@ lint: ## ruff (lint + format) and mypy in every subtree and in scripts/; module 
 	$(VENVS)/integration-tests/bin/ruff format --check scripts
 	$(VENVS)/integration-tests/bin/mypy --ignore-missing-imports --check-untyped-defs --explicit-package-bases scripts
 
-test: setup lint test-services test-integration ## lint, then every suite (what CI runs)
+test: setup lint security test-services test-integration ## lint, security checks, then every suite (what CI runs)
 
 # Each service is tested as its own repository: split out with `git subtree split` into a
 # temporary clone (in place when it has uncommitted changes), in its own venv.

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def python_files() -> list[Path]:
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
+        # git from PATH, as a developer runs it; the arguments are constants.
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],  # noqa: S607
         cwd=ROOT,
         capture_output=True,
         text=True,
