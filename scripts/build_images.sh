@@ -7,6 +7,7 @@
 #   ml-serving-service  ml-serving-service/
 #   airflow-orchestrator airflow-orchestrator/
 #   prometheus          infra/prometheus       Debian's Prometheus 2.42 (compose profile monitoring)
+#   proxy               infra/nginx            Debian's nginx 1.22: the TLS-terminating reverse proxy
 #
 # Two paths, picked by IMAGE_BUILD_MODE (auto by default):
 #   registry  the base image (python:3.11-slim, debian:bookworm-slim) is pulled, pip installs
@@ -16,7 +17,7 @@
 #             (scripts/prepare_image_wheelhouse.sh), both cached between runs.
 # auto tries to pull the registry base and falls back to offline when that fails.
 #
-# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow prometheus]
+# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow prometheus proxy]
 # Writes build/images.env (NAME_IMAGE=tag lines) for docker-compose.yml and the container tests.
 set -euo pipefail
 
@@ -41,12 +42,12 @@ for arg in "$@"; do
   case "$arg" in
     --offline) MODE=offline ;;
     --registry) MODE=registry ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
-    postgres | mlflow | training | serving | airflow | prometheus) targets+=("$arg") ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    postgres | mlflow | training | serving | airflow | prometheus | proxy) targets+=("$arg") ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
-[ "${#targets[@]}" -gt 0 ] || targets=(postgres mlflow training serving airflow prometheus)
+[ "${#targets[@]}" -gt 0 ] || targets=(postgres mlflow training serving airflow prometheus proxy)
 
 mkdir -p "$BUILD_DIR/logs"
 # One build at a time: the wheelhouse links and tags are shared state.
@@ -136,6 +137,7 @@ for target in "${targets[@]}"; do
   case "$target" in
     postgres) build_one postgres postgres infra/postgres 15 debian no ;;
     prometheus) build_one prometheus prometheus infra/prometheus 2.42 debian no ;;
+    proxy) build_one proxy nginx infra/nginx 1.22 debian no ;;
     mlflow)
       build_one mlflow mlflow infra/mlflow "$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)" python yes ;;
     training)
@@ -156,6 +158,7 @@ done
   echo "# written by scripts/build_images.sh ($MODE build)"
   echo "POSTGRES_IMAGE=$PREFIX/postgres:15"
   echo "PROMETHEUS_IMAGE=$PREFIX/prometheus:2.42"
+  echo "PROXY_IMAGE=$PREFIX/nginx:1.22"
   echo "MLFLOW_IMAGE=$PREFIX/mlflow:$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)"
   echo "TRAINING_IMAGE=$PREFIX/ml-training-service:$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")"
   echo "SERVING_IMAGE=$PREFIX/ml-serving-service:$(pyproject_version "$ROOT/ml-serving-service/pyproject.toml")"

@@ -88,6 +88,7 @@ def check_airflow_shows_successful_pipeline_run(
 
 def check_mlflow_shows_production_alias(page: Page, ui: UiTargets, version: str) -> None:
     refused = RefusedRequests(page, ui.mlflow_url)
+    pages.log_in_to_mlflow(page.context, ui)  # basic auth, as the read-only login
     # MLflow answers 403 "Invalid Host header" to a host:port its --allowed-hosts lacks.
     answer = page.goto(f"{ui.mlflow_url}/")
     assert answer is not None and answer.ok, (

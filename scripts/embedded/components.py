@@ -4,6 +4,9 @@ MLflow (SQLite and local artifacts), the training and serving services, Promethe
 is installed, and Airflow's four components (LocalExecutor, SQLite). Each component says
 how it is started, with which environment, and how to tell it is healthy; `stack.py` starts
 and stops them. Every process binds 127.0.0.1.
+
+MLflow runs its basic-auth app with our rules (infra/mlflow/mlops_mlflow_auth): each service
+logs in as its own MLflow user, and Airflow knows an admin, an operator and a viewer.
 """
 
 from __future__ import annotations
@@ -37,12 +40,59 @@ class Component:
     warm_up: tuple[str, ...] = ()
 
 
-def _http_connection(port: int, token: str | None = None) -> str:
-    """An Airflow connection in JSON form; the DAGs send its password as a Bearer token."""
+# Airflow's logins besides the admin, with their simple-auth-manager role: the operator
+# triggers and clears runs (role "user": DAGs, not connections, variables or pools), the
+# viewer only reads.
+AIRFLOW_ROLES = {"operator": "user", "viewer": "viewer"}
+MLFLOW_AUTH = ROOT / "infra" / "mlflow"
+
+
+def _http_connection(port: int, token: str | None = None, login: str | None = None) -> str:
+    """An Airflow connection in JSON form; the DAGs send its password as a Bearer token, or
+    with a login as basic auth (the MLflow connection)."""
     conn: dict[str, object] = {"conn_type": "http", "host": "127.0.0.1", "port": port}
+    if login:
+        conn["login"] = login
     if token:
         conn["password"] = token
     return json.dumps(conn)
+
+
+def airflow_users(cfg: StackConfig) -> str:
+    """`[core] simple_auth_manager_users`: the admin, the operator and the viewer."""
+    users = {cfg.airflow_user: "admin", **AIRFLOW_ROLES}
+    return ",".join(f"{name}:{role}" for name, role in users.items())
+
+
+def airflow_passwords(cfg: StackConfig) -> dict[str, str]:
+    """The simple auth manager's passwords file: every login and its password."""
+    names = [cfg.airflow_user, *AIRFLOW_ROLES]
+    return {name: cfg.airflow_password_of(name) for name in names}
+
+
+def mlflow_env(cfg: StackConfig) -> dict[str, str]:
+    """The basic-auth app's settings; the users are created by `stack.py` once it answers."""
+    home = cfg.home / "mlflow"
+    return {
+        "PYTHONPATH": str(MLFLOW_AUTH),
+        "MLFLOW_AUTH_CONFIG_PATH": str(home / "basic_auth.ini"),
+        "MLFLOW_AUTH_DATABASE_URI": f"sqlite:///{home / 'basic_auth.db'}",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": cfg.mlflow_password("admin"),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": cfg.secret("mlflow_flask_secret_key"),
+        "MLFLOW_AUTH_BOOTSTRAP": "false",
+        **{
+            f"MLFLOW_{name.upper()}_PASSWORD": cfg.mlflow_password(name)
+            for name in ("training", "orchestrator", "serving", "viewer")
+        },
+    }
+
+
+def mlflow_login(cfg: StackConfig, username: str) -> dict[str, str]:
+    """What the MLflow client reads to log in as `username`."""
+    return {
+        "MLFLOW_TRACKING_USERNAME": username,
+        "MLFLOW_TRACKING_PASSWORD": cfg.mlflow_password(username),
+    }
 
 
 def airflow_env(cfg: StackConfig) -> dict[str, str]:
@@ -64,7 +114,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": cfg.airflow_url,
         "AIRFLOW__API_AUTH__JWT_SECRET": cfg.secret("airflow_jwt_secret"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{cfg.airflow_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": airflow_users(cfg),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(cfg.use_job_schedule),
         # The scheduler sleeps this long after a loop with nothing to do (default 1 s), which is
@@ -75,7 +125,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_TRAINING_SERVICE": _http_connection(cfg.training_port, token),
         "AIRFLOW_CONN_SERVING_SERVICE": _http_connection(cfg.serving_port, token),
-        "AIRFLOW_CONN_MLFLOW": _http_connection(cfg.mlflow_port),
+        "AIRFLOW_CONN_MLFLOW": _http_connection(
+            cfg.mlflow_port, cfg.mlflow_password("orchestrator"), login="orchestrator"
+        ),
     }
 
 
@@ -129,8 +181,10 @@ def components(cfg: StackConfig) -> list[Component]:
         Component(
             "mlflow",
             [
-                str(mlflow_bin / "mlflow"),
-                "server",
+                # `mlflow server --app-name basic-auth` with our auth config (launch.py).
+                str(mlflow_bin / "python"),
+                "-m",
+                "mlops_mlflow_auth.launch",
                 "--backend-store-uri",
                 f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
                 "--artifacts-destination",
@@ -151,6 +205,7 @@ def components(cfg: StackConfig) -> list[Component]:
                 "PATH": f"{mlflow_bin}:{os.environ.get('PATH', '')}",
                 # Otherwise 3.17 starts a dozen job-runner processes we do not use.
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                **mlflow_env(cfg),
             },
             f"{cfg.mlflow_url}/health",
             cfg.mlflow_port,
@@ -160,6 +215,7 @@ def components(cfg: StackConfig) -> list[Component]:
             [str(cfg.venvs / "ml-training-service" / "bin" / "python"), "-m", "training_service"],
             {
                 **service_env,
+                **mlflow_login(cfg, "training"),
                 "PORT": str(cfg.training_port),
                 "DATA_DIR": str(data / "training"),
                 "PYTHONPATH": str(ROOT / "ml-training-service" / "src"),
@@ -172,6 +228,7 @@ def components(cfg: StackConfig) -> list[Component]:
             [str(cfg.venvs / "ml-serving-service" / "bin" / "python"), "-m", "serving_service"],
             {
                 **service_env,
+                **mlflow_login(cfg, "serving"),
                 "PORT": str(cfg.serving_port),
                 "MODEL_POLL_INTERVAL": str(cfg.serving_poll_interval),
                 "PYTHONPATH": str(ROOT / "ml-serving-service" / "src"),

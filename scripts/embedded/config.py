@@ -2,11 +2,14 @@
 
 Every field can come from the environment (`STACK_HOME`, `MLFLOW_PORT`, ...); the
 defaults put the state under `.local/` and the venvs under `.venvs/` at the repository root.
-Secrets (the services' API token, Airflow's JWT secret) are generated once per state folder.
+Secrets (the services' API token, Airflow's JWT secret and its operator and viewer logins,
+MLflow's admin and per-service passwords) are generated once per state folder; only Airflow's
+admin login defaults to admin/admin, on this local stack alone.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -100,3 +103,18 @@ class StackConfig:
             path.write_text(json.dumps(values, indent=2))
             path.chmod(0o600)
         return values[name]
+
+    def mlflow_password(self, username: str) -> str:
+        """The MLflow password of one identity (infra/mlflow/mlops_mlflow_auth/identities.py)."""
+        return self.secret(f"mlflow_{username}_password")
+
+    def mlflow_auth_header(self, username: str = "viewer") -> dict[str, str]:
+        """`Authorization: Basic ...` for MLflow's REST API as one identity (default: viewer)."""
+        pair = f"{username}:{self.mlflow_password(username)}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+    def airflow_password_of(self, username: str) -> str:
+        """The admin's configured password, or the generated one of the operator or viewer."""
+        if username == self.airflow_user:
+            return self.airflow_password
+        return self.secret(f"airflow_{username}_password")

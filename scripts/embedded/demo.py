@@ -72,7 +72,9 @@ def summarize(cfg: StackConfig, timings: dict[str, float]) -> None:
     dataset = request_json("GET", f"{cfg.training_url}/v1/datasets/{job['dataset_id']}")
     name = urllib.parse.quote(MODEL_NAME)
     model = request_json(
-        "GET", f"{cfg.mlflow_url}/api/2.0/mlflow/registered-models/get?name={name}"
+        "GET",
+        f"{cfg.mlflow_url}/api/2.0/mlflow/registered-models/get?name={name}",
+        headers=cfg.mlflow_auth_header(),
     )["registered_model"]
     aliases = {a["alias"]: a["version"] for a in model.get("aliases", [])}
     production = aliases.get("production")

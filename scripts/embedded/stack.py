@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from .components import Component, airflow_env, components
+from .components import Component, airflow_env, airflow_passwords, components, mlflow_env
 from .config import StackConfig
 from .databases import ManagedDatabase, installed_version
 from .processes import ProcessTable, http_ok, port_in_use, tail
@@ -57,11 +57,12 @@ class Stack:
         return self._database(path, "mlflow-server", "mlflow", "mlflow")
 
     def prepare_airflow(self) -> None:
-        """Write the admin password; bring Airflow's database to head, migrating only if needed."""
+        """Write the logins' passwords; bring Airflow's database to head, migrate if needed."""
         home = self.cfg.home / "airflow"
         home.mkdir(parents=True, exist_ok=True)
         passwords = home / "passwords.json"
-        passwords.write_text(json.dumps({self.cfg.airflow_user: self.cfg.airflow_password}))
+        passwords.touch(mode=0o600)
+        passwords.write_text(json.dumps(airflow_passwords(self.cfg)))
         passwords.chmod(0o600)
         db = self.airflow_db()
         if db.is_current():
@@ -127,6 +128,8 @@ class Stack:
             for comp in airflow:
                 self._start(comp)
         self._wait_healthy(comps, timeout)
+        if any(c.name == "mlflow" for c in to_start):
+            self.bootstrap_mlflow()
         if fresh_mlflow:
             # MLflow migrated an empty database at its start: keep it for the next fresh start.
             mlflow_db.keep_as_template(
@@ -136,6 +139,27 @@ class Stack:
                     "SELECT count(*) FROM experiments WHERE experiment_id != 0",
                 ]
             )
+
+    def bootstrap_mlflow(self) -> None:
+        """Create MLflow's users, experiment, model and grants (idempotent; see infra/mlflow)."""
+        python = self.cfg.venvs / "mlflow-server" / "bin" / "python"
+        argv = [str(python), "-m", "mlops_mlflow_auth.bootstrap", "--url", self.cfg.mlflow_url]
+        self.processes.logs.mkdir(parents=True, exist_ok=True)
+        with self.log_path("mlflow-auth").open("ab") as log:
+            done = subprocess.run(
+                [*argv, "--wait", "60"],
+                env={**os.environ, **mlflow_env(self.cfg)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        if done.returncode != 0:
+            raise SystemExit(
+                "MLflow's users could not be set up; last log lines:\n"
+                + tail(self.log_path("mlflow-auth"), 10)
+            )
+        print(f"  {'mlflow users':<22} training, orchestrator, serving, viewer (basic auth)")
 
     def _start(self, comp: Component) -> None:
         if comp.prepare is not None:
@@ -209,7 +233,8 @@ class Stack:
         print(
             f"\n  Airflow   {cfg.airflow_url}  (login {cfg.airflow_user} / "
             f"{cfg.airflow_password})\n"
-            f"  MLflow    {cfg.mlflow_url}\n"
+            f"  MLflow    {cfg.mlflow_url}  (login viewer, password mlflow_viewer_password "
+            f"in {cfg.secrets_path})\n"
             f"  serving   {cfg.serving_url}/docs\n"
             f"  training  {cfg.training_url}/docs\n"
             + ("" if cfg.prometheus_skipped else f"  Prometheus {cfg.prometheus_url}/targets\n")

@@ -10,6 +10,7 @@ Airflow's UI and the ARIA roles of MLflow's tables, which change less often than
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -44,12 +45,25 @@ class UiTargets:
     airflow_password: str
     mlflow_url: str
     serving_url: str
+    # MLflow's read-only login for people (basic auth; see infra/README.md).
+    mlflow_user: str = "viewer"
+    mlflow_password: str = ""
 
     @classmethod
     def from_stack_config(cls, cfg: StackConfig) -> UiTargets:
         return cls(
-            cfg.airflow_url, cfg.airflow_user, cfg.airflow_password, cfg.mlflow_url, cfg.serving_url
+            cfg.airflow_url,
+            cfg.airflow_user,
+            cfg.airflow_password,
+            cfg.mlflow_url,
+            cfg.serving_url,
+            mlflow_password=cfg.mlflow_password("viewer"),
         )
+
+    def mlflow_headers(self) -> dict[str, str]:
+        """`Authorization: Basic ...` of the MLflow login, for its REST API and its UI."""
+        pair = f"{self.mlflow_user}:{self.mlflow_password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
 # --- Airflow -------------------------------------------------------------------------------
@@ -124,6 +138,17 @@ def keep_mlflow_assistant_closed(context: BrowserContext, ui: UiTargets) -> None
             localStorage.setItem("mlflow.assistant.panelOpen_v1", "false");
         }}"""
     )
+
+
+def log_in_to_mlflow(context: BrowserContext, ui: UiTargets) -> None:
+    """Send the MLflow login with every request to MLflow's origin (and nowhere else)."""
+    origin = ui.mlflow_url.rstrip("/")
+    headers = ui.mlflow_headers()
+
+    def with_login(route: Route) -> None:
+        route.continue_(headers={**route.request.headers, **headers})
+
+    context.route(f"{origin}/**", with_login)
 
 
 def version_aliases(page: Page, ui: UiTargets, version: str, model: str = MODEL_NAME) -> list[str]:

@@ -52,13 +52,17 @@ def find_demo_result(ui: pages.UiTargets) -> DemoResult:
     name = urllib.parse.quote(pages.MODEL_NAME)
     try:
         version = request_json(
-            "GET", f"{mlflow}/registered-models/alias?name={name}&alias=production"
+            "GET",
+            f"{mlflow}/registered-models/alias?name={name}&alias=production",
+            headers=ui.mlflow_headers(),
         )["model_version"]
     except AirflowError as exc:  # request_json's error type, whatever the server
         raise NothingToShow(
             f"no version of {pages.MODEL_NAME} carries 'production': {exc}"
         ) from exc
-    run = request_json("GET", f"{mlflow}/runs/get?run_id={version['run_id']}")["run"]
+    run = request_json(
+        "GET", f"{mlflow}/runs/get?run_id={version['run_id']}", headers=ui.mlflow_headers()
+    )["run"]
     assets = airflow.api("GET", f"/assets?name_pattern={pages.STAGING_ASSET}")["assets"]
     if not assets:
         raise NothingToShow(f"no asset {pages.STAGING_ASSET}: run `make demo` first")
@@ -107,6 +111,7 @@ def capture(ui: pages.UiTargets, out_dir: Path, timeout_ms: float) -> list[Path]
         if not pages.serve_swagger_offline(context):
             print("  (swagger-ui-py missing: serving-docs.png needs the CDN)", file=sys.stderr)
         pages.keep_mlflow_assistant_closed(context, ui)
+        pages.log_in_to_mlflow(context, ui)
         page = context.new_page()
         pages.login_airflow(page, ui)
         for name, show in shots(ui, demo).items():

@@ -1,8 +1,8 @@
 """docker-compose.yml read the way Compose reads it, for the container suite to start.
 
 The compose file is the one description of the container stack: the suite builds every
-container from it (image, environment, command, volumes, healthcheck, init, restart policy,
-start order from `depends_on`) and overrides only names and host ports. Variables are
+container from it (image, environment, command, volumes, user, healthcheck, init, restart
+policy, start order from `depends_on`) and overrides only names and host ports. Variables are
 interpolated like Compose does (`${VAR}`, `${VAR:-default}`, `${VAR-default}`,
 `${VAR:?error}`, `${VAR?error}`, `$$` for a literal `$`), from the values the suite passes in
 place of `.env`. A key this reader does not understand fails loudly instead of being
@@ -35,6 +35,7 @@ SUPPORTED_KEYS = frozenset(
         "healthcheck",
         "profiles",
         "stop_grace_period",
+        "user",
     }
 )
 _VARIABLE = re.compile(
@@ -123,6 +124,7 @@ class Service:
     restart: str
     stop_grace_seconds: float = 10.0  # Compose's default
     profiles: list[str] = field(default_factory=list)
+    user: str | None = None  # None: the image's USER
 
     @property
     def one_shot(self) -> bool:
@@ -183,6 +185,7 @@ def _service(name: str, raw: dict[str, Any], base: Path) -> Service:
         restart=str(raw.get("restart", "no")),
         stop_grace_seconds=seconds(str(raw.get("stop_grace_period", "10s"))),
         profiles=list(raw.get("profiles", [])),
+        user=str(raw["user"]) if "user" in raw else None,
     )
 
 

@@ -4,7 +4,7 @@ Testcontainers settings must be in the environment before it is imported: Ryuk's
 cannot be pulled without a registry (cleanup is ours: `ContainerStack.close` at the end of
 the session, `remove_leftovers` at the start), and this host runs inside a container
 (/.dockerenv), which would otherwise make Testcontainers talk to a bridge gateway address.
-Published ports are reached on 127.0.0.1 only.
+Published ports are reached on 127.0.0.1 only, over HTTPS checked against the session's CA.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 import subprocess  # noqa: E402 - the settings above must come first
 import time  # noqa: E402
+import urllib.request  # noqa: E402
 from collections.abc import Generator, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import docker  # noqa: E402
-import httpx  # noqa: E402
 import pytest  # noqa: E402
 from container_stack import ContainerStack, read_env_file, remove_leftovers  # noqa: E402
 
@@ -99,12 +99,20 @@ def container_stack(
 
 
 @pytest.fixture(scope="session")
-def container_airflow(container_stack: ContainerStack) -> AirflowClient:
-    return AirflowClient(
-        container_stack.url("airflow"),
-        container_stack.admin_user,
-        container_stack.admin_password,
+def container_airflow(container_stack: ContainerStack) -> Iterator[AirflowClient]:
+    # AirflowClient (scripts/embedded) calls urllib's urlopen without a context: for this
+    # session its https:// requests trust the stack's CA, and only that CA.
+    urllib.request.install_opener(
+        urllib.request.build_opener(urllib.request.HTTPSHandler(context=container_stack.tls))
     )
+    try:
+        yield AirflowClient(
+            container_stack.url("airflow"),
+            container_stack.admin_user,
+            container_stack.admin_password,
+        )
+    finally:
+        urllib.request.install_opener(None)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +124,7 @@ def promoted(container_stack: ContainerStack, container_airflow: AirflowClient) 
     """
     training = container_stack.url("training")
     pipeline = run_dag(container_airflow, PIPELINE, timeout=900)
-    answer = httpx.get(f"{training}/v1/jobs", timeout=30)
+    answer = container_stack.http.get(f"{training}/v1/jobs")
     assert answer.status_code == 200, f"GET /v1/jobs -> {answer.status_code}: {answer.text[:500]}"
     job = max(answer.json()["jobs"], key=lambda j: j["created_at"])
     assert job["status"] == "succeeded", job

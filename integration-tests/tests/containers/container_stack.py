@@ -5,8 +5,11 @@ service there (image, environment, command, volumes, healthcheck, init, restart 
 started in the order its `depends_on` conditions give, the way `docker compose up` does (see
 compose_file.py). The suite overrides only what must differ to run beside a developer's
 stack: container and volume names (per session), host ports (random, on the address compose
-publishes on), and the values of `.env` (fresh random secrets, the images just built, and the
-few knobs compose exposes for tests, `TEST_VARIABLES`). A broken compose file fails here.
+publishes on), and the values of `.env` (fresh random secrets, a fresh CA and certificate in
+`CERTS_DIR` (tls.py), the images just built, and the few knobs compose exposes for tests,
+`TEST_VARIABLES`). A broken compose file fails here. Only the TLS proxy publishes ports:
+`url(name)` is the proxy's https:// port for that service, and `http` a client that trusts
+this session's CA and nothing else.
 Every container, volume and the network carry the label ``SUITE_LABEL``; `remove_leftovers`
 deletes what a killed session left behind.
 """
@@ -16,6 +19,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
+import shutil
+import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +32,8 @@ from typing import Any
 
 import compose_file
 import docker
+import httpx
+import tls
 from compose_file import Service
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -50,6 +58,7 @@ IMAGE_VARIABLES = (
     "SERVING_IMAGE",
     "AIRFLOW_IMAGE",
     "PROMETHEUS_IMAGE",
+    "PROXY_IMAGE",
 )
 
 
@@ -83,9 +92,9 @@ def fresh_variables(images: dict[str, str]) -> dict[str, str]:
     return {**values, **{k: images[k] for k in IMAGE_VARIABLES if k in images}, **TEST_VARIABLES}
 
 
-def http_ok(url: str, timeout: float = 5.0) -> bool:
+def http_ok(url: str, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
             return bool(200 <= answer.status < 300)
     except (urllib.error.URLError, OSError):
         return False
@@ -115,7 +124,13 @@ class ContainerStack:
 
     def __init__(self, images: dict[str, str], client: docker.DockerClient) -> None:
         self.client = client
-        self.variables = fresh_variables(images)
+        self.certs = Path(tempfile.mkdtemp(prefix="mlops-it-certs-"))
+        tls.make_certs(self.certs)
+        self.ca_file = self.certs / "ca.crt"
+        self.tls = tls.client_context(self.ca_file)
+        # MLflow's read-only login rides along on requests to MLflow (basic auth), nowhere else.
+        self.http = httpx.Client(verify=self.tls, timeout=30, auth=self._mlflow_viewer)
+        self.variables = {**fresh_variables(images), "CERTS_DIR": str(self.certs)}
         self.services = {s.name: s for s in compose_file.load(COMPOSE_FILE, self.variables)}
         self.session = uuid.uuid4().hex[:8]
         self.network = Network(docker_network_kw={"labels": {SUITE_LABEL: SUITE_VALUE}})
@@ -150,6 +165,8 @@ class ContainerStack:
             options["healthcheck"] = service.healthcheck
         if service.restart != "no":
             options["restart_policy"] = {"Name": service.restart}
+        if service.user is not None:
+            options["user"] = service.user
         container = DockerContainer(service.image, **options)
         container.with_name(f"mlops-it-{self.session}-{service.name}")
         container.with_network(self.network)
@@ -201,17 +218,35 @@ class ContainerStack:
                 self.wait_healthy(name, max(timeout - (time.monotonic() - begin), 30))
         self.startup_seconds["stack"] = time.monotonic() - begin
 
-    def url(self, name: str) -> str:
-        """Base URL of a container's (first) published port, as seen from this host."""
-        ports = self.services[name].ports
-        assert ports, f"{name} publishes no port"
-        port = ports[0]
+    @property
+    def mlflow_viewer(self) -> tuple[str, str]:
+        """MLflow's read-only login for people, as `make env` writes it into .env."""
+        return "viewer", self.variables["MLFLOW_VIEWER_PASSWORD"]
+
+    def _mlflow_viewer(self, request: httpx.Request) -> httpx.Request:
+        """httpx auth hook: the viewer login on a request to MLflow that carries none."""
+        with contextlib.suppress(KeyError, RuntimeError, docker.errors.APIError):
+            if "Authorization" not in request.headers and str(request.url).startswith(
+                self.url("mlflow")
+            ):
+                user, password = self.mlflow_viewer
+                pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+                request.headers["Authorization"] = f"Basic {pair}"
+        return request
+
+    def url(self, name: str, scheme: str = "https") -> str:
+        """Base URL of a service as seen from this host: the TLS proxy's port for it.
+
+        `scheme="http"` gives the same port spoken to in plain HTTP (which must be refused).
+        """
+        container_port = tls.PROXIED_PORTS[name]
+        (port,) = [p for p in self.services[tls.PROXY].ports if p.container_port == container_port]
         bindings = self.client.api.port(
-            self.containers[name].get_container_id(), port.container_port
+            self.containers[tls.PROXY].get_container_id(), port.container_port
         )
         if not bindings:
-            raise RuntimeError(f"{name}: port {port.container_port} is not published (stopped?)")
-        return f"http://{port.host_ip}:{bindings[0]['HostPort']}"
+            raise RuntimeError(f"proxy: port {container_port} is not published (stopped?)")
+        return f"{scheme}://{port.host_ip}:{bindings[0]['HostPort']}"
 
     def status(self, name: str) -> tuple[str, str | None]:
         container = self.containers[name].get_wrapped_container()
@@ -235,7 +270,7 @@ class ContainerStack:
             state, _ = self.status(name)
             if state in {"exited", "dead"}:
                 raise RuntimeError(f"{name} {state} while starting")
-            return http_ok(self.url(name) + path)
+            return http_ok(self.url(name) + path, context=self.tls)
 
         wait_for(f"{name} answering {path}", answers, timeout)
         self.startup_seconds[name] = time.monotonic() - begin
@@ -286,3 +321,5 @@ class ContainerStack:
                 self.client.volumes.get(volume).remove(force=True)
         with contextlib.suppress(Exception):  # never created, or already gone
             self.network.remove()
+        self.http.close()
+        shutil.rmtree(self.certs, ignore_errors=True)

@@ -7,8 +7,9 @@
 
 They run from the repository root with Debian's Compose 1.29 (installed by
 scripts/ensure_docker.sh). What `.env` would hold comes from the environment instead, which
-Compose lets override `.env`: fresh secrets, the images just built, a project name of this
-session's own and free host ports, so the stack never collides with a developer's. The
+Compose lets override `.env`: fresh secrets, a fresh CA and certificate (`CERTS_DIR`, made by
+scripts/make_certs.sh), the images just built, a project name of this session's own and free
+host ports, so the stack never collides with a developer's. The
 test runs before the suite's own stack starts (file order), and removes its volumes at the
 end (`down -v`; the plain `down` it checks keeps them, as the README says).
 """
@@ -20,14 +21,17 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
 import pytest
+import tls
 from container_stack import ROOT, fresh_variables, wait_for
 
 COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
@@ -46,15 +50,19 @@ def compose_env(images: dict[str, str]) -> Iterator[dict[str, str]]:
     if not os.path.exists(COMPOSE):
         pytest.fail("docker-compose is not installed: run scripts/ensure_docker.sh")
     project = f"mlops-seed-{uuid.uuid4().hex[:8]}"
+    certs = tempfile.mkdtemp(prefix="mlops-seed-certs-")
+    tls.make_certs(Path(certs))
     env = {
         **os.environ,
         **fresh_variables(images),
         "COMPOSE_PROJECT_NAME": project,
+        "CERTS_DIR": certs,
         **{name: str(free_port()) for name in PORTS},
     }
     try:
         yield env
     finally:
+        shutil.rmtree(certs, ignore_errors=True)
         subprocess.run(
             [COMPOSE, "down", "-v", "--remove-orphans", "--timeout", "10"],
             cwd=ROOT,
@@ -122,11 +130,12 @@ def test_the_readme_compose_commands_work_as_written(
             for c in project_containers(docker_client, project)
         }
         running = {name: s for name, s in states.items() if name != "airflow-init"}
-        return len(running) == 8 and all(s == ("running", "healthy") for s in running.values())
+        return len(running) == 9 and all(s == ("running", "healthy") for s in running.values())
 
     wait_for("every compose service healthy", all_healthy, timeout=600, interval=3)
-    airflow = f"http://127.0.0.1:{env['AIRFLOW_PORT']}/api/v2/monitor/health"
-    assert httpx.get(airflow, timeout=30).status_code == 200
+    airflow = f"https://127.0.0.1:{env['AIRFLOW_PORT']}/api/v2/monitor/health"
+    trusted = tls.client_context(Path(env["CERTS_DIR"]) / "ca.crt")
+    assert httpx.get(airflow, verify=trusted, timeout=30).status_code == 200
 
     output, following = follow_logs(env, "mlflow", seconds=5)
     assert following, f"`docker-compose logs -f mlflow` exited instead of following:\n{output}"

@@ -5,7 +5,9 @@ stack from `ContainerStack`, which starts the services of docker-compose.yml as 
 describes them. Airflow's REST API runs
 `mlflow_orchestration_pipeline` then `model_management`; the new version must carry
 `production`, the serving container must answer with it (>= 0.9 accuracy on held-out
-digits) and MLflow must hold the run with its artifacts. Then the faults: a new MLflow
+digits) and MLflow must hold the run with its artifacts. Every call goes through the TLS
+proxy, checked against the session's CA; plain HTTP to it is refused, and the services' own
+ports are not published. Then the faults: a new MLflow
 container on the same volumes loses nothing, and a restarted serving container comes back
 serving the production version (downloading it from that new MLflow container).
 
@@ -15,6 +17,7 @@ file order; test_container_ui.py then checks the same run in the browser.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 import tomllib
@@ -24,6 +27,8 @@ from typing import Any
 import compose_file
 import docker
 import httpx
+import pytest
+import tls
 from container_stack import COMPOSE_FILE, ROOT, ContainerStack
 
 from scripts.embedded.demo import MODEL_NAME
@@ -39,25 +44,25 @@ SUBTREE_IMAGES = {
 }
 
 
-def get_json(url: str, **params: Any) -> Any:
-    answer = httpx.get(url, params=params or None, timeout=30)
+def get_json(http: httpx.Client, url: str, **params: Any) -> Any:
+    answer = http.get(url, params=params or None)
     assert answer.status_code == 200, f"GET {url} -> {answer.status_code}: {answer.text[:500]}"
     return answer.json()
 
 
-def aliases(mlflow: str) -> dict[str, str]:
-    model = get_json(f"{mlflow}/api/2.0/mlflow/registered-models/get", name=MODEL_NAME)
+def aliases(http: httpx.Client, mlflow: str) -> dict[str, str]:
+    model = get_json(http, f"{mlflow}/api/2.0/mlflow/registered-models/get", name=MODEL_NAME)
     return {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
 
 
-def artifact_paths(mlflow: str, root: str) -> set[str]:
+def artifact_paths(http: httpx.Client, mlflow: str, root: str) -> set[str]:
     """Every file under an artifact root, listed through the server's artifact proxy."""
     prefix = root.removeprefix("mlflow-artifacts:").lstrip("/")
     found: set[str] = set()
     pending = [prefix]
     while pending:
         path = pending.pop()
-        listing = get_json(f"{mlflow}/api/2.0/mlflow-artifacts/artifacts", path=path)
+        listing = get_json(http, f"{mlflow}/api/2.0/mlflow-artifacts/artifacts", path=path)
         for entry in listing.get("files", []):
             full = f"{path}/{entry['path']}"
             if entry.get("is_dir"):
@@ -67,35 +72,37 @@ def artifact_paths(mlflow: str, root: str) -> set[str]:
     return found
 
 
-def registry_snapshot(mlflow: str) -> dict[str, Any]:
+def registry_snapshot(http: httpx.Client, mlflow: str) -> dict[str, Any]:
     """What must survive an MLflow restart: versions, aliases, runs and artifact listings."""
     versions = get_json(
-        f"{mlflow}/api/2.0/mlflow/model-versions/search", filter=f"name='{MODEL_NAME}'"
+        http, f"{mlflow}/api/2.0/mlflow/model-versions/search", filter=f"name='{MODEL_NAME}'"
     )["model_versions"]
     runs = {
-        v["run_id"]: get_json(f"{mlflow}/api/2.0/mlflow/runs/get", run_id=v["run_id"])["run"]
+        v["run_id"]: get_json(http, f"{mlflow}/api/2.0/mlflow/runs/get", run_id=v["run_id"])["run"]
         for v in versions
     }
     return {
         "versions": sorted((v["version"], v["run_id"], v.get("source")) for v in versions),
-        "aliases": aliases(mlflow),
+        "aliases": aliases(http, mlflow),
         "runs": {
             run_id: (run["info"]["status"], sorted(m["key"] for m in run["data"]["metrics"]))
             for run_id, run in runs.items()
         },
         "run_artifacts": {
-            run_id: sorted(artifact_paths(mlflow, run["info"]["artifact_uri"]))
+            run_id: sorted(artifact_paths(http, mlflow, run["info"]["artifact_uri"]))
             for run_id, run in runs.items()
         },
     }
 
 
-def served_model(serving: str, version: str, timeout: float = 120) -> dict[str, Any]:
+def served_model(
+    http: httpx.Client, serving: str, version: str, timeout: float = 120
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     model: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
-            answer = httpx.get(f"{serving}/v1/model", timeout=10)
+            answer = http.get(f"{serving}/v1/model", timeout=10)
             model = answer.json() if answer.status_code == 200 else {"status": answer.status_code}
             if str(model.get("version")) == version:
                 return model
@@ -105,14 +112,18 @@ def served_model(serving: str, version: str, timeout: float = 120) -> dict[str, 
     raise AssertionError(f"serving never answered with v{version}; last: {model}")
 
 
-def holdout(training: str, dataset_id: str) -> dict[str, Any]:
-    samples = get_json(f"{training}/v1/datasets/{dataset_id}/samples", split="test", limit=10_000)
+def holdout(http: httpx.Client, training: str, dataset_id: str) -> dict[str, Any]:
+    samples = get_json(
+        http, f"{training}/v1/datasets/{dataset_id}/samples", split="test", limit=10_000
+    )
     assert len(samples["instances"]) >= 300, "the held-out split should be the whole test set"
     return dict(samples)
 
 
-def served_accuracy(serving: str, samples: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    answer = httpx.post(
+def served_accuracy(
+    http: httpx.Client, serving: str, samples: dict[str, Any]
+) -> tuple[float, dict[str, Any]]:
+    answer = http.post(
         f"{serving}/v1/predict", json={"instances": samples["instances"]}, timeout=120
     )
     assert answer.status_code == 200, answer.text[:500]
@@ -181,69 +192,106 @@ def test_containers_are_healthy_non_root_and_loopback_only(
                 assert binding["HostIp"] == "127.0.0.1", f"{name} publishes {binding}"
 
 
+# A path each service answers 200 on without a login.
+HEALTH_PATHS = {
+    "airflow": "/api/v2/monitor/health",
+    "mlflow": "/health",
+    "serving": "/health",
+    "training": "/health",
+}
+
+
+def test_only_the_tls_proxy_publishes_and_plain_http_is_refused(
+    container_stack: ContainerStack, docker_client: docker.DockerClient
+) -> None:
+    every_service = compose_file.load(
+        COMPOSE_FILE, container_stack.variables, profiles=("monitoring",)
+    )
+    publishing = {s.name for s in every_service if s.ports}
+    assert publishing == {"proxy", "proxy-monitoring"}, f"services publishing: {publishing}"
+    for name in container_stack.long_running:
+        if name == tls.PROXY:
+            continue
+        attrs = docker_client.containers.get(
+            container_stack.containers[name].get_container_id()
+        ).attrs
+        published = {p: b for p, b in (attrs["NetworkSettings"]["Ports"] or {}).items() if b}
+        assert not published, f"{name} publishes its own port: {published}"
+
+    untrusting = ssl.create_default_context()  # the public CAs only, not the stack's
+    for name, path in HEALTH_PATHS.items():
+        answer = container_stack.http.get(container_stack.url(name) + path)
+        assert answer.status_code == 200, f"https {name}{path} -> {answer.status_code}"
+        plain = httpx.get(container_stack.url(name, scheme="http") + path, timeout=30)
+        assert plain.status_code == 400, f"plain HTTP to {name} -> {plain.status_code}"
+        assert "plain HTTP request was sent to HTTPS port" in plain.text, plain.text[:300]
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(container_stack.url(name) + path, verify=untrusting, timeout=30)
+
+
 def test_pipeline_promotes_a_version_that_serving_answers_accurately(
     container_stack: ContainerStack, promoted: dict[str, Any]
 ) -> None:
-    mlflow = container_stack.url("mlflow")
+    mlflow, http = container_stack.url("mlflow"), container_stack.http
     version, job = promoted["version"], promoted["job"]
-    assert aliases(mlflow).get("production") == version
+    assert aliases(http, mlflow).get("production") == version
 
-    model = served_model(container_stack.url("serving"), version)
+    model = served_model(http, container_stack.url("serving"), version)
     assert model["alias"] == "production"
-    samples = holdout(container_stack.url("training"), job["dataset_id"])
-    accuracy, body = served_accuracy(container_stack.url("serving"), samples)
+    samples = holdout(http, container_stack.url("training"), job["dataset_id"])
+    accuracy, body = served_accuracy(http, container_stack.url("serving"), samples)
     assert body["model"]["version"] == version
     assert accuracy >= 0.9, f"served accuracy {accuracy:.3f} on held-out digits"
 
     # MLflow shows the run, its metrics, its figures, and the logged model's files.
-    run = get_json(f"{mlflow}/api/2.0/mlflow/runs/get", run_id=job["run_id"])["run"]
+    run = get_json(http, f"{mlflow}/api/2.0/mlflow/runs/get", run_id=job["run_id"])["run"]
     assert run["info"]["status"] == "FINISHED"
     assert {"test_accuracy", "test_loss", "train_loss"} <= {
         m["key"] for m in run["data"]["metrics"]
     }
-    run_files = artifact_paths(mlflow, run["info"]["artifact_uri"])
+    run_files = artifact_paths(http, mlflow, run["info"]["artifact_uri"])
     assert {"confusion_matrix.png", "training_curve.png", "classes.json"} <= run_files
-    mv = get_json(f"{mlflow}/api/2.0/mlflow/model-versions/get", name=MODEL_NAME, version=version)[
-        "model_version"
-    ]
+    mv = get_json(
+        http, f"{mlflow}/api/2.0/mlflow/model-versions/get", name=MODEL_NAME, version=version
+    )["model_version"]
     model_id = mv.get("model_id") or mv["source"].removeprefix("models:/")
-    logged = get_json(f"{mlflow}/api/2.0/mlflow/logged-models/{urllib.parse.quote(model_id)}")
-    model_files = artifact_paths(mlflow, logged["model"]["info"]["artifact_uri"])
+    logged = get_json(http, f"{mlflow}/api/2.0/mlflow/logged-models/{urllib.parse.quote(model_id)}")
+    model_files = artifact_paths(http, mlflow, logged["model"]["info"]["artifact_uri"])
     assert "MLmodel" in model_files, model_files
 
 
 def test_new_mlflow_container_on_same_volumes_loses_nothing(
     container_stack: ContainerStack, promoted: dict[str, Any]
 ) -> None:
-    before = registry_snapshot(container_stack.url("mlflow"))
+    before = registry_snapshot(container_stack.http, container_stack.url("mlflow"))
     assert before["aliases"].get("production") == promoted["version"]
     assert all(files for files in before["run_artifacts"].values()), before["run_artifacts"]
 
     container_stack.recreate("mlflow")
     container_stack.wait_http("mlflow", "/health", timeout=240)
 
-    after = registry_snapshot(container_stack.url("mlflow"))
+    after = registry_snapshot(container_stack.http, container_stack.url("mlflow"))
     assert after == before
 
 
 def test_restarted_serving_comes_back_with_the_production_version(
     container_stack: ContainerStack, promoted: dict[str, Any]
 ) -> None:
-    version = promoted["version"]
+    version, http = promoted["version"], container_stack.http
     container_stack.restart("serving")
-    serving = container_stack.url("serving")  # the host port may change on restart
+    serving = container_stack.url("serving")
     # /ready is 200 only with a model loaded: here it had to come from MLflow again.
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{serving}/ready", timeout=5).status_code == 200:
+            if http.get(f"{serving}/ready", timeout=5).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    model = served_model(serving, version, timeout=30)
+    model = served_model(http, serving, version, timeout=30)
     assert model["alias"] == "production"
-    samples = holdout(container_stack.url("training"), promoted["job"]["dataset_id"])
-    accuracy, body = served_accuracy(serving, samples)
+    samples = holdout(http, container_stack.url("training"), promoted["job"]["dataset_id"])
+    accuracy, body = served_accuracy(http, serving, samples)
     assert body["model"]["version"] == version
     assert accuracy >= 0.9, f"served accuracy {accuracy:.3f} after restart"

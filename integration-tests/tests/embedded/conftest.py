@@ -57,8 +57,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def airflow(stack: Stack) -> AirflowClient:
+    """The operator login (trigger, unpause, clear): the suite needs no admin rights."""
     cfg = stack.cfg
-    return AirflowClient(cfg.airflow_url, cfg.airflow_user, cfg.airflow_password)
+    return AirflowClient(cfg.airflow_url, "operator", cfg.airflow_password_of("operator"))
 
 
 @pytest.fixture(scope="session")

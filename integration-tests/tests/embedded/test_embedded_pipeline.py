@@ -26,6 +26,7 @@ def aliases(stack: Stack) -> dict[str, str]:
     answer = httpx.get(
         f"{stack.cfg.mlflow_url}/api/2.0/mlflow/registered-models/get",
         params={"name": MODEL_NAME},
+        headers=stack.cfg.mlflow_auth_header(),
         timeout=10,
     )
     answer.raise_for_status()

@@ -35,7 +35,15 @@ PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 KERNEL = "python3"
 CELL_TIMEOUT = 600  # seconds per cell; 02 waits for its training job in one cell
 # Read by the notebooks with a default; never inherited, so the stack under test decides.
-NOTEBOOK_VARS = ("MLFLOW_TRACKING_URI", "TRAINING_URL", "SERVING_URL", "STACK_HOME", "API_TOKEN")
+NOTEBOOK_VARS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "TRAINING_URL",
+    "SERVING_URL",
+    "STACK_HOME",
+    "API_TOKEN",
+)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -65,6 +73,9 @@ def kernel_env(cfg: StackConfig) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in NOTEBOOK_VARS}
     env.update(
         MLFLOW_TRACKING_URI=cfg.mlflow_url,
+        # People read MLflow with the read-only login (the client reads these two).
+        MLFLOW_TRACKING_USERNAME="viewer",
+        MLFLOW_TRACKING_PASSWORD=cfg.mlflow_password("viewer"),
         TRAINING_URL=cfg.training_url,
         SERVING_URL=cfg.serving_url,
         STACK_HOME=str(cfg.home),  # 02 reads the services' token from its secrets.json

@@ -29,6 +29,7 @@ from monitoring_stack import (
 from scripts.embedded.components import components
 from scripts.embedded.config import StackConfig
 from scripts.embedded.processes import http_ok
+from scripts.embedded.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +66,14 @@ def services(tmp_path_factory: pytest.TempPathFactory, processes: Processes) -> 
             return http_ok(comp.health_url or "")
 
         wait_for(f"{comp.name} at {comp.health_url}", healthy, timeout=240)
+    Stack(cfg).bootstrap_mlflow()  # MLflow's users (basic auth), as `make up` creates them
     return Services(
-        cfg.mlflow_url, cfg.training_url, cfg.serving_url, cfg.serving_port, cfg.training_port
+        cfg.mlflow_url,
+        cfg.training_url,
+        cfg.serving_url,
+        cfg.serving_port,
+        cfg.training_port,
+        cfg.mlflow_auth_header("orchestrator"),
     )
 
 

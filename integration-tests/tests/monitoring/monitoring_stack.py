@@ -115,6 +115,8 @@ class Services:
     serving_url: str
     serving_port: int
     training_port: int
+    # Basic auth of MLflow's orchestrator login: the one identity that moves `production`.
+    mlflow_orchestrator: dict[str, str]
 
     @property
     def auth(self) -> dict[str, str]:
@@ -193,6 +195,7 @@ def train_and_promote(svc: Services) -> tuple[str, str, str]:
     promoted = httpx.post(
         f"{svc.mlflow_url}/api/2.0/mlflow/registered-models/alias",
         json={"name": job["model_name"], "alias": "production", "version": job["model_version"]},
+        headers=svc.mlflow_orchestrator,
         timeout=30,
     )
     assert promoted.status_code == 200, promoted.text

@@ -50,8 +50,10 @@ def test_the_datasource_is_the_compose_prometheus() -> None:
     assert source["type"] == "prometheus"
     assert source["uid"], "dashboards refer to the data source by uid: it must be fixed"
     assert source["url"] == "http://prometheus:9090"
-    prometheus = compose_services()["prometheus"]
-    assert "127.0.0.1:${PROMETHEUS_PORT:-9090}:9090" in prometheus["ports"]
+    # Published by the monitoring profile's TLS proxy, which reaches it at prometheus:9090.
+    assert (
+        "127.0.0.1:${PROMETHEUS_PORT:-9090}:9090" in compose_services()["proxy-monitoring"]["ports"]
+    )
 
 
 def test_every_panel_queries_the_provisioned_datasource() -> None:
