@@ -7,6 +7,7 @@ the bookkeeping alone; the API tests run the real pipeline in worker processes.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from support import wait_until
@@ -23,7 +24,8 @@ class FakeOutcome:
     def __init__(self, epochs: int) -> None:
         self.run_id = "run-1"
         self.model_version = "3"
-        self.result = type("R", (), {"final": EpochResult(epochs, 0.1, 0.2, 0.98)})()
+        final = EpochResult(epochs, 0.1, 0.2, 0.98)
+        self.result = type("R", (), {"final": final, "stopped_early_at": None})()
 
 
 class StandInPipeline:
@@ -47,7 +49,11 @@ class StandInPipeline:
 
 
 def make_runner(
-    store: JobStore, datasets: DatasetStore, pipeline: StandInPipeline, max_queued: int = 8
+    store: JobStore,
+    datasets: DatasetStore,
+    pipeline: StandInPipeline,
+    max_queued: int = 8,
+    checkpoints_dir: Path | None = None,
 ) -> JobRunner:
     defaults = TrainingDefaults(experiment="e", model_name="m")
     runner = JobRunner(
@@ -56,6 +62,7 @@ def make_runner(
         InlineJobExecutor(store, datasets, defaults, pipeline=pipeline),
         model_name="m",
         max_queued=max_queued,
+        checkpoints_dir=checkpoints_dir,
     )
     return runner
 

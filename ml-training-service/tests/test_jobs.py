@@ -154,6 +154,37 @@ def test_restart_fails_running_jobs_and_requeues_queued_ones(
     runner.stop()
 
 
+def test_restart_requeues_a_running_job_that_has_a_checkpoint(
+    tmp_path: Path, store: JobStore, datasets: DatasetStore
+) -> None:
+    runner, pipeline = start_runner(store, datasets)
+    interrupted = submit(runner)
+    wait_until(lambda: store.get(interrupted.job_id).status is JobStatus.RUNNING, 30, "start")
+    first_start = store.get(interrupted.job_id).started_at
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / f"{interrupted.job_id}.pt").write_bytes(b"state")
+    stale = [checkpoints / "job-ended-long-ago.pt", checkpoints / f".{interrupted.job_id}.pt.9.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by a crash")
+    # A new process opens the same database; the old one never finishes (crashed).
+    revived_store = JobStore(tmp_path / "jobs.sqlite3")
+    revived_pipeline = StandInPipeline()
+    revived_pipeline.gate.set()
+    revived = make_runner(revived_store, datasets, revived_pipeline, checkpoints_dir=checkpoints)
+    assert revived.start() == []  # nothing failed: the job resumes
+    assert not any(path.exists() for path in stale)
+    resumed = wait_until(
+        lambda: (j := revived_store.get(interrupted.job_id)).status.is_final and j, 30, "resume"
+    )
+    assert resumed.status is JobStatus.SUCCEEDED and resumed.error is None
+    assert resumed.started_at == first_start  # the job's first start, kept across the resume
+    assert len(revived_pipeline.calls) == 1
+    revived.stop()
+    pipeline.gate.set()
+    runner.stop()
+
+
 def test_store_migrates_an_old_table_in_place(tmp_path: Path) -> None:
     """A 0.1.0 database (no request_id column) opens with its rows intact, ids null."""
     path = tmp_path / "old.sqlite3"

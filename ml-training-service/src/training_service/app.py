@@ -49,7 +49,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     datasets = DatasetStore(settings.datasets_dir)
     store = JobStore(settings.jobs_db_path)
-    defaults = TrainingDefaults(experiment=settings.experiment, model_name=settings.model_name)
+    defaults = TrainingDefaults(
+        experiment=settings.experiment,
+        model_name=settings.model_name,
+        checkpoints_dir=settings.checkpoints_dir,
+        dataloader_workers=settings.dataloader_workers,
+    )
     executor: JobExecutor
     if settings.job_executor == "process":
         worker_config = WorkerConfig(
@@ -85,6 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_concurrent=settings.max_concurrent_jobs,
         max_queued=settings.max_queued_jobs,
         run_closer=run_closer,
+        checkpoints_dir=settings.checkpoints_dir,
     )
     collector = JobStateCollector(store.count_by_status)
     REGISTRY.register(collector)

@@ -1,6 +1,8 @@
 """Command line training (the MLproject entry point): the same pipeline as a /v1/train job.
 
     python -m training_service.cli --epochs 3 --register false
+    python -m training_service.cli --source shapes --count 2000 --image-size 32 \
+        --architecture resnet18 --epochs 6 --learning-rate 0.002
 
 Under `mlflow run`, MLFLOW_RUN_ID names the run MLflow already created; it is reused.
 """
@@ -17,9 +19,10 @@ import mlflow
 import torch
 
 from training_service.config import Settings
-from training_service.data import DatasetStore, build_dataset
+from training_service.data import build_dataset
+from training_service.networks import network_names
+from training_service.params import OPTIMIZERS, TrainingParams
 from training_service.pipeline import run_training_pipeline
-from training_service.train import TrainingParams
 
 
 def _bool(text: str) -> bool:
@@ -38,17 +41,41 @@ def _int(text: str) -> int:
     return int(value)
 
 
+def _optional_int(text: str) -> int | None:
+    """A whole number, or "none" (MLproject parameters cannot be absent): the default."""
+    if text.lower() in {"none", "null", ""}:
+        return None
+    return _int(text)
+
+
+def _patience(text: str) -> int | None:
+    """An epoch count, or none/off/0 for no early stopping."""
+    return None if text.lower() in {"off", "0", "0.0"} else _optional_int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainingParams()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=["digits", "folder"], default="digits")
+    parser.add_argument("--source", choices=["digits", "shapes", "folder"], default="digits")
     parser.add_argument("--path", default=None, help="folder under --data-dir (source folder)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: DATA_DIR")
+    parser.add_argument(
+        "--image-size", type=_optional_int, default=None, help="default: the data's"
+    )
+    parser.add_argument("--channels", type=_optional_int, choices=[1, 3, None], default=None)
+    parser.add_argument("--count", type=_optional_int, default=None, help="source shapes")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--noise", type=float, default=0.0)
+    parser.add_argument("--architecture", choices=network_names(), default=defaults.architecture)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     parser.add_argument("--epochs", type=_int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=_int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--augmentation", type=_bool, default=defaults.augmentation)
+    parser.add_argument(
+        "--early-stopping-patience", type=_patience, default=None, help="epochs; none: off"
+    )
     parser.add_argument("--seed", type=_int, default=defaults.seed)
     parser.add_argument("--register", type=_bool, default=False)
     parser.add_argument("--model-name", default=None, help="default: MODEL_NAME")
@@ -70,11 +97,24 @@ def main(argv: list[str] | None = None) -> None:
         test_fraction=args.test_fraction,
         seed=args.seed,
         noise=args.noise,
+        image_size=args.image_size,
+        channels=args.channels,
+        count=args.count,
+    )  # stored under DATA_DIR/datasets, like a POST /v1/datasets snapshot
+    params = TrainingParams(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        architecture=args.architecture,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        augmentation=args.augmentation,
+        early_stopping_patience=args.early_stopping_patience,
     )
-    DatasetStore(data_dir / "datasets").save(dataset)
     outcome = run_training_pipeline(
         dataset,
-        TrainingParams(args.epochs, args.batch_size, args.learning_rate, args.seed),
+        params,
         experiment=args.experiment or settings.experiment,
         model_name=args.model_name or settings.model_name,
         register=args.register,
@@ -85,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         ),
         run_id=os.environ.get("MLFLOW_RUN_ID"),
+        workers=settings.dataloader_workers,
     )
     final = outcome.result.final
     print(
@@ -96,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
                 "dataset_sha256": dataset.info.sha256,
                 "test_accuracy": final.test_accuracy,
                 "test_loss": final.test_loss,
+                "architecture": args.architecture,
+                "image_size": dataset.info.image_size,
+                "channels": dataset.info.channels,
+                "stopped_early_at": outcome.result.stopped_early_at,
                 "train_seconds": round(outcome.result.train_seconds, 3),
             }
         )

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     model_name: str = "image-classifier"
     experiment: str = "image-classification"
     data_dir: Path = Path("./data")
+    # Dataset limits (POST /v1/datasets): over one of them is a 413 naming the setting.
+    max_archive_bytes: int = Field(default=1 << 30, ge=1)  # an uploaded archive, as sent
+    max_archive_uncompressed_bytes: int = Field(default=4 << 30, ge=1)  # its members, unpacked
+    max_dataset_images: int = Field(default=200_000, ge=10)  # images in one dataset
+    max_image_pixels: int = Field(default=40_000_000, ge=64)  # width x height of one image
     max_concurrent_jobs: int = Field(default=1, ge=1, le=32)
     max_queued_jobs: int = Field(default=8, ge=0, le=10_000)
     host: str = "127.0.0.1"
@@ -30,6 +35,11 @@ class Settings(BaseSettings):
     # "process": train in worker processes (no GIL contention with the API);
     # "thread": train in the service process (lighter, but slows requests while training).
     job_executor: Literal["process", "thread"] = "process"
+    # DataLoader worker processes reading batches per job. 0 reads in the training process:
+    # a batch read (pread of uint8 rows + /255) takes well under 1% of a training step here,
+    # so workers would add processes, memory and start-up for nothing on 2 cores; raise it
+    # for large images decoded from slow disks or many cores (see the README benchmark).
+    dataloader_workers: int = Field(default=0, ge=0, le=64)
     # MLflow's own client variables, with bounds for an outage: 1 retry and 10 s per request
     # make a job fail within about 45 s of MLflow going away (MLflow's defaults, 7 retries
     # with exponential backoff and 120 s, stall it for minutes). Passed to every process
@@ -77,6 +87,11 @@ class Settings(BaseSettings):
     @property
     def dataset_keys_dir(self) -> Path:
         return self.datasets_dir / "idempotency-keys"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Per-job training checkpoints (deleted when the job ends)."""
+        return self.data_dir / "checkpoints"
 
     @property
     def jobs_db_path(self) -> Path:

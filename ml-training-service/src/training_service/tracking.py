@@ -18,13 +18,15 @@ from io import BytesIO
 import mlflow
 import numpy as np
 import torch
-from mlflow.data.numpy_dataset import from_numpy
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 from mlflow.models import infer_signature
+from mlflow.types import Schema, TensorSpec
 from mlflow.utils import logging_utils as mlflow_logging_utils
 from PIL import Image
 
 from training_service import __version__
-from training_service.data import Dataset, input_stats
+from training_service.data import Dataset
 from training_service.mlflow_client import MlflowUnavailableError, is_mlflow_outage
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 from training_service.plots import confusion_matrix_png, training_curve_png
@@ -79,35 +81,57 @@ class TrackedRun:
         self.run_id = run_id
 
     def log_setup(self, dataset: Dataset, params: TrainingParams, tags: dict[str, str]) -> None:
+        info = dataset.info
         mlflow.log_params(
             {
                 "epochs": params.epochs,
                 "batch_size": params.batch_size,
                 "learning_rate": params.learning_rate,
                 "seed": params.seed,
-                "optimizer": "AdamW",
+                "architecture": params.architecture,
+                "optimizer": params.optimizer,
+                "weight_decay": params.weight_decay,
+                # Spelled as the MLproject's parameters: `mlflow run` logs those first, and
+                # MLflow refuses to change a param's value ("False" after "false").
+                "augmentation": str(params.augmentation).lower(),
+                "early_stopping_patience": str(params.early_stopping_patience).lower(),
                 "scheduler": "OneCycleLR",
-                "model": "SmallCNN",
-                "dataset_id": dataset.info.dataset_id,
-                "n_train": dataset.info.n_train,
-                "n_test": dataset.info.n_test,
+                "dataset_id": info.dataset_id,
+                "n_train": info.n_train,
+                "n_test": info.n_test,
+                "image_size": info.image_size,
+                "channels": info.channels,
             }
         )
         mlflow.set_tags(
             {
-                "dataset_sha256": dataset.info.sha256,
-                "dataset_source": dataset.info.source,
-                "dataset_id": dataset.info.dataset_id,
+                "dataset_sha256": info.sha256,
+                "dataset_source": info.source,
+                "dataset_id": info.dataset_id,
+                "image_size": str(info.image_size),
+                "channels": str(info.channels),
                 "service_version": __version__,
                 **tags,
             }
         )
-        # The dataset as a run input: MLflow's UI links runs to the data they used.
+        # The dataset as a run input (MLflow's UI links runs to their data), described by
+        # its id, hash and tensor shape: nothing is read, however large the dataset is.
+        shape = (-1, info.channels, info.image_size, info.image_size)
         mlflow.log_input(
-            from_numpy(dataset.x_train, targets=dataset.y_train, name=dataset.info.dataset_id),
+            MetaDataset(  # type: ignore[abstract]  # MLflow's own class, instantiable
+                LocalArtifactDatasetSource(f"datasets/{info.dataset_id}"),
+                name=info.dataset_id,
+                digest=info.sha256[:32],
+                schema=Schema([TensorSpec(np.dtype(np.float32), shape, name="image")]),
+            ),
             context="training",
-            tags={"sha256": dataset.info.sha256, "source": dataset.info.source},
+            tags={"sha256": info.sha256, "source": info.source},
         )
+
+    def logged_epochs(self) -> set[int]:
+        """Epochs (steps) whose metrics the run already has (a resumed job logs the rest)."""
+        history = mlflow.MlflowClient().get_metric_history(self.run_id, "test_accuracy")
+        return {m.step for m in history}
 
     def log_epoch(self, result: EpochResult) -> None:
         mlflow.log_metrics(
@@ -132,11 +156,15 @@ class TrackedRun:
         )
         mlflow.log_text(json.dumps(dataset.classes), "classes.json")
         # The training split's pixel statistics travel with the model (drift reference).
-        reference = input_stats(dataset.x_train)
+        reference = dataset.input_stats()
         mlflow.log_dict(reference, "input_stats.json")
         mlflow.log_metric("train_seconds", result.train_seconds)
+        mlflow.set_tag(
+            "early_stopping.stopped_at_epoch",
+            "none" if result.stopped_early_at is None else str(result.stopped_early_at),
+        )
         # Two rows: a batch of 1 would make torch.export fix the batch dimension to 1.
-        example = dataset.x_test[:2].astype(np.float32)
+        example = dataset.split("test").read(np.arange(2)).astype(np.float32)
         with torch.no_grad():
             logits = result.model(torch.from_numpy(example)).numpy()
         info = mlflow.pytorch.log_model(
@@ -144,12 +172,33 @@ class TrackedRun:
             name="model",
             input_example=example,
             signature=infer_signature(example, logits),
-            metadata={"classes": dataset.classes, "input_stats": reference},
+            metadata={
+                "classes": dataset.classes,
+                "input_stats": reference,
+                "preprocessing": preprocessing_metadata(dataset),
+            },
             registered_model_name=register_as,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
         )
         version = info.registered_model_version
         return str(version) if version is not None else None
+
+
+def preprocessing_metadata(dataset: Dataset) -> dict[str, object]:
+    """How a client turns an image file into the model's input (MLmodel `preprocessing`):
+    decode, convert to `color_mode`, resize (squash) to image_size with `resize`, divide by
+    `scale`; the per-channel (x - mean) / std is the model's first layer."""
+    info = dataset.info
+    return {
+        "image_size": info.image_size,
+        "channels": info.channels,
+        "color_mode": "L" if info.channels == 1 else "RGB",
+        "resize": "bilinear",
+        "scale": 255.0,
+        "mean": [float(v) for v in info.mean],
+        "std": [float(v) for v in info.std],
+        "normalize_in_model": True,
+    }
 
 
 def _png_image(png: bytes) -> Image.Image:

@@ -16,16 +16,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training_service.checkpoints import CheckpointFile, checkpoint_path
 from training_service.data import DatasetNotFoundError, DatasetStore
 from training_service.jobs.lifecycle import ProgressReporter
 from training_service.jobs.records import Job, JobOutcome, JobStatus, TrainingDefaults
 from training_service.logs import LogFormat, bound_request_id, configure_logging
 from training_service.mlflow_client import MlflowUnavailableError, apply_client_environment
+from training_service.networks import NETWORKS
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 
 if TYPE_CHECKING:  # the service process never imports torch or MLflow itself
@@ -87,13 +89,40 @@ def _execute_job(
             extra={"job_id": job.job_id, "epoch": epoch.epoch, **epoch_metrics(epoch)},
         )
 
+    checkpoint = (
+        CheckpointFile(checkpoint_path(defaults.checkpoints_dir, job.job_id))
+        if defaults.checkpoints_dir is not None
+        else None
+    )
+    try:
+        return _train(
+            job, progress, datasets, defaults, pipeline, should_stop, on_epoch, checkpoint
+        )
+    finally:
+        # The job ends here: its checkpoint goes, unless the service died meanwhile (then
+        # the restarted service resumes the job from it).
+        if checkpoint is not None and still_wanted():
+            checkpoint.delete()
+
+
+def _train(
+    job: Job,
+    progress: ProgressReporter,
+    datasets: DatasetStore,
+    defaults: TrainingDefaults,
+    pipeline: Callable[..., PipelineOutcome],
+    should_stop: Callable[[], bool],
+    on_epoch: Callable[[EpochResult], None],
+    checkpoint: CheckpointFile | None,
+) -> JobOutcome:
     job_fields = {"job_id": job.job_id}
     try:
         dataset = datasets.load(job.dataset_id)
         log.info(
-            "job %s: training on dataset %s",
+            "job %s: training on dataset %s%s",
             job.job_id,
             job.dataset_id,
+            " (resuming from its checkpoint)" if checkpoint and checkpoint.exists() else "",
             extra={**job_fields, "dataset_id": job.dataset_id, "pid": os.getpid()},
         )
         outcome = pipeline(
@@ -107,6 +136,8 @@ def _execute_job(
             on_run_started=progress.run_started,
             on_epoch=on_epoch,
             should_stop=should_stop,
+            checkpoint=checkpoint,
+            workers=defaults.dataloader_workers,
         )
     except TrainingCancelled:
         return JobOutcome(JobStatus.CANCELLED, error="cancelled while running")
@@ -137,6 +168,7 @@ def _execute_job(
         metrics=epoch_metrics(outcome.result.final),
         run_id=outcome.run_id,
         model_version=outcome.model_version,
+        stopped_early_at=outcome.result.stopped_early_at,
     )
 
 
@@ -176,6 +208,9 @@ class WorkerConfig:
     mlflow_environment: dict[str, str]
     log_level: str = "info"
     log_format: LogFormat = "json"
+    # The registry as the service saw it at start: networks registered at run time (a test,
+    # a plugin) exist in the spawned worker too.
+    networks: dict[str, str] = field(default_factory=lambda: dict(NETWORKS))
 
 
 class PipeReporter:
@@ -216,6 +251,7 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
     # A spawned process starts with bare logging: give it the service's format, before
     # MLflow is imported (it would install a handler of its own).
     configure_logging(config.log_level, config.log_format)
+    NETWORKS.update(config.networks)
     import training_service.pipeline  # noqa: F401  (warm imports before the first job)
 
     configure_training(config.tracking_uri, config.torch_threads, config.mlflow_environment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from support import ServiceProcess
 from test_data import make_image_folder
@@ -18,20 +19,20 @@ def test_digits_dataset_is_created_and_read_back(authed: httpx.Client) -> None:
     assert body["n_test"] == 360 and body["n_train"] == 2 * (1797 - 360)
     assert body["classes"] == [str(i) for i in range(10)]
     assert body["image_shape"] == [8, 8]
+    assert (body["image_size"], body["channels"]) == (8, 1)
+    assert sum(body["class_counts"].values()) == 1797 and len(body["mean"]) == 1
     assert len(body["sha256"]) == 64 and body["created_at"]
     assert authed.get(f"/v1/datasets/{body['dataset_id']}").json() == body
 
 
-def test_samples_are_8x8_images_in_0_1_with_labels(
+def test_samples_are_1x8x8_images_in_0_1_with_labels(
     authed: httpx.Client, digits_dataset: dict
 ) -> None:
     url = f"/v1/datasets/{digits_dataset['dataset_id']}/samples"
     body = authed.get(url, params={"split": "test", "limit": 7}).json()
     assert body["split"] == "test" and len(body["instances"]) == 7
-    assert all(
-        len(image) == 8 and all(len(row) == 8 for row in image) for image in body["instances"]
-    )
-    pixels = [p for image in body["instances"] for row in image for p in row]
+    assert np.asarray(body["instances"]).shape == (7, 1, 8, 8)
+    pixels = np.asarray(body["instances"]).ravel().tolist()
     assert min(pixels) >= 0.0 and max(pixels) <= 1.0
     assert all(label in digits_dataset["classes"] for label in body["labels"])
     everything = authed.get(url, params={"limit": 10_000}).json()
@@ -48,6 +49,27 @@ def test_folder_dataset_under_data_dir(authed: httpx.Client, service: ServicePro
     assert body["classes"] == ["circle", "square"]
     assert (body["n_train"], body["n_test"]) == (12, 4)
     assert body["path"] == "uploads/shapes"
+    assert (body["image_size"], body["channels"]) == (16, 1)  # defaults from the images
+    assert body["class_counts"] == {"circle": 8, "square": 8}
+    resized = authed.post(
+        "/v1/datasets",
+        json={"source": "folder", "path": "uploads/shapes", "image_size": 10, "channels": 3},
+    ).json()
+    assert (resized["image_size"], resized["channels"], resized["image_shape"]) == (10, 3, [10, 10])
+    samples = authed.get(f"/v1/datasets/{resized['dataset_id']}/samples").json()
+    assert np.asarray(samples["instances"]).shape[1:] == (3, 10, 10)
+
+
+def test_shapes_dataset_is_generated_from_json(authed: httpx.Client) -> None:
+    body = {"source": "shapes", "count": 100, "image_size": 16, "seed": 5}
+    first = authed.post("/v1/datasets", json=body)
+    assert first.status_code == 201, first.text
+    created = first.json()
+    assert created["classes"] == ["circle", "cross", "square", "star", "triangle"]
+    assert created["class_counts"] == dict.fromkeys(created["classes"], 20)
+    assert (created["image_size"], created["channels"], len(created["mean"])) == (16, 3, 3)
+    again = authed.post("/v1/datasets", json=body).json()
+    assert again["sha256"] == created["sha256"] and again["dataset_id"] != created["dataset_id"]
 
 
 @pytest.mark.parametrize(
@@ -61,6 +83,14 @@ def test_folder_dataset_under_data_dir(authed: httpx.Client, service: ServicePro
         ({"source": "digits", "noise": 2}, "body.noise"),
         ({"source": "digits", "sead": 1}, "body.sead: Extra inputs are not permitted"),
         ({"source": "digits", "path": "x"}, "only for source 'folder'"),
+        ({"source": "shapes", "path": "x"}, "only for source 'folder'"),
+        ({"source": "digits", "count": 100}, "only for source 'shapes'"),
+        ({"source": "digits", "image_size": 32}, "8x8 grayscale"),
+        ({"source": "shapes", "image_size": 4}, "body.image_size"),
+        ({"source": "shapes", "image_size": 513}, "body.image_size"),
+        ({"source": "shapes", "channels": 2}, "body.channels"),
+        ({"source": "shapes", "count": 5}, "body.count"),
+        ({"source": "archive"}, "body.source"),
         ({"source": "folder"}, "needs 'path'"),
         ({"source": "folder", "path": "../../etc"}, "leaves DATA_DIR"),
         ({"source": "folder", "path": "nope"}, "not a folder"),

@@ -61,6 +61,10 @@ def test_default_request_trains_registers_and_serves(
     dataset = client.get(f"/v1/datasets/{job['dataset_id']}").json()
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "10" and run.data.params["learning_rate"] == "0.01"
+    assert (
+        run.data.params["architecture"] == "small_cnn" and run.data.params["optimizer"] == "adamw"
+    )
+    assert job["params"]["architecture"] == "small_cnn" and job["stopped_early_at"] is None
     assert run.data.tags["dataset_sha256"] == dataset["sha256"]
     assert run.data.tags["dataset_source"] == "digits"
     assert run.data.tags["job_id"] == job_id
@@ -87,7 +91,9 @@ def test_default_request_trains_registers_and_serves(
     mlflow.set_tracking_uri(mlflow_uri)
     model = mlflow.pyfunc.load_model("models:/image-classifier@staging")
     assert model.metadata.metadata["classes"] == dataset["classes"]
-    images = np.asarray(samples["instances"], dtype=np.float32)[:, None, :, :]
+    assert model.metadata.metadata["preprocessing"]["image_size"] == 8
+    assert model.metadata.metadata["preprocessing"]["color_mode"] == "L"
+    images = np.asarray(samples["instances"], dtype=np.float32)  # (N, C, H, W)
     logits = np.asarray(model.predict(images))
     assert logits.shape == (len(images), 10)
     predicted = [dataset["classes"][i] for i in logits.argmax(axis=1)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from training_service.jobs.records import Job, JobStatus
+from training_service.networks import DEFAULT_ARCHITECTURE, check_architecture, network_names
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="Random seed (0..2^32-1).")]
 
@@ -16,58 +17,39 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DatasetCreate(StrictBody):
-    source: Literal["digits", "folder"] = Field(
-        description="'digits': scikit-learn's bundled 8x8 digits; 'folder': an ImageFolder "
-        "tree (<class_name>/*.png) under DATA_DIR."
-    )
-    path: str | None = Field(
-        default=None,
-        max_length=1024,
-        description="Folder relative to DATA_DIR (source 'folder' only).",
-    )
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="Held-out share.")
-    seed: Seed = 42
-    noise: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="Augmentation: std of Gaussian noise for a noisy copy of the train split "
-        "(0 = none).",
-    )
-
-
-class DatasetPublic(BaseModel):
-    dataset_id: str
-    source: Literal["digits", "folder"]
-    path: str | None
-    n_train: int
-    n_test: int
-    classes: list[str]
-    image_shape: list[int] = Field(description="[height, width] of every image.")
-    sha256: str = Field(description="SHA-256 of the snapshot's content (classes and arrays).")
-    created_at: str
-    test_fraction: float
-    seed: int
-    noise: float
-
-
-class DatasetSamples(BaseModel):
-    dataset_id: str
-    split: Literal["train", "test"]
-    instances: list[list[list[float]]] = Field(description="Images as HxW lists, 0..1.")
-    labels: list[str]
-
-
 class TrainRequest(StrictBody):
     dataset_id: str | None = Field(
         default=None,
         max_length=64,
         description="Dataset to train on; when absent a fresh digits dataset is created.",
     )
+    architecture: str = Field(
+        default=DEFAULT_ARCHITECTURE,
+        description="Network to train, by registered name (see the README: adding a network).",
+        # The registry is read when the document is generated: registered names are the enum.
+        json_schema_extra=lambda schema: schema.update(enum=list[JsonValue](network_names())),
+    )
+    optimizer: Literal["adamw", "adam", "sgd"] = Field(
+        default="adamw", description="adamw, adam, or sgd (momentum 0.9, Nesterov)."
+    )
     epochs: int = Field(default=10, ge=1, le=200)
     batch_size: int = Field(default=64, ge=1, le=4096)
-    learning_rate: float = Field(default=0.01, gt=0.0, le=10.0)
+    learning_rate: float = Field(
+        default=0.01, gt=0.0, le=10.0, description="Peak of the one-cycle schedule."
+    )
+    weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
+    augmentation: bool = Field(
+        default=False,
+        description="Random crop (zero padding 4 px, 1/8 of the side below 32 px) and "
+        "horizontal flip of training images, drawn from the seed.",
+    )
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Stop when the held-out loss has not improved for this many epochs "
+        "(null: off).",
+    )
     seed: Seed = 42
     # Named register_model in Python: "register" would shadow BaseModel's attribute.
     register_model: bool = Field(
@@ -75,6 +57,11 @@ class TrainRequest(StrictBody):
         alias="register",
         description="Register the model under MODEL_NAME and give it the alias 'staging'.",
     )
+
+    @field_validator("architecture")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return check_architecture(name)
 
 
 class JobAccepted(BaseModel):
@@ -99,7 +86,14 @@ class JobPublic(BaseModel):
     status: JobStatus
     progress: Progress
     metrics: JobMetrics | None = Field(description="Latest epoch's metrics (final when done).")
-    params: dict[str, float | int]
+    params: dict[str, bool | int | float | str | None] = Field(
+        description="The training options the job runs with (defaults filled in)."
+    )
+    stopped_early_at: int | None = Field(
+        default=None,
+        description="Epoch after which early stopping ended the job; null when it ran "
+        "every epoch (or is still running).",
+    )
     register_model: bool = Field(alias="register", serialization_alias="register")
     dataset_id: str
     run_id: str | None
@@ -132,6 +126,7 @@ class JobPublic(BaseModel):
             started_at=job.started_at,
             finished_at=job.finished_at,
             request_id=job.request_id,
+            stopped_early_at=job.stopped_early_at,
         )
 
 

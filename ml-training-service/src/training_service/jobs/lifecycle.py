@@ -1,6 +1,7 @@
 """The one writer of job state: every status and progress change is decided and written here.
 
     queued -> running -> succeeded | failed | cancelled        (cancel: queued -> cancelled)
+    running -> queued        (start-up after a crash, when the job has a checkpoint: resumes)
 
 The runner calls it to queue, start, cancel, finish and recover jobs; executors report a
 running job's progress through a `ProgressReporter`: `JobProgress` below in the service
@@ -10,6 +11,7 @@ The store only persists. Final states also count into the job metrics here, once
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from training_service.jobs.records import (
@@ -57,7 +59,8 @@ def start(store: JobStore, job_id: str) -> Job | None:
         job = store.get(job_id)
         if job.status is not JobStatus.QUEUED:
             return None
-        store.update(job_id, status=JobStatus.RUNNING.value, started_at=now_iso())
+        # A job resumed after a crash keeps the time it first started.
+        store.update(job_id, status=JobStatus.RUNNING.value, started_at=job.started_at or now_iso())
     return job
 
 
@@ -110,11 +113,22 @@ def finish(
     return outcome
 
 
-def fail_interrupted(store: JobStore) -> list[Job]:
-    """Start-up: fail the jobs a previous process left `running`; returns them as they were."""
+def recover_interrupted(
+    store: JobStore, resumable: Callable[[Job], bool] = lambda job: False
+) -> tuple[list[Job], list[Job]]:
+    """Start-up: the jobs a previous process left `running` either go back to `queued` to
+    resume from their checkpoint (`resumable`), or are failed with the reason.
+
+    Returns (resumed, failed), each job as it was.
+    """
+    resumed: list[Job] = []
+    failed: list[Job] = []
     with store.lock:
-        interrupted = store.list_jobs(JobStatus.RUNNING, limit=1_000_000)
-        for job in interrupted:
+        for job in store.list_jobs(JobStatus.RUNNING, limit=1_000_000):
+            if resumable(job):
+                store.update(job.job_id, status=JobStatus.QUEUED.value, cancel_requested=0)
+                resumed.append(job)
+                continue
             store.update(
                 job.job_id,
                 status=JobStatus.FAILED.value,
@@ -125,7 +139,8 @@ def fail_interrupted(store: JobStore) -> list[Job]:
                 finished_at=now_iso(),
             )
             JOBS_FINISHED.labels(JobStatus.FAILED.value).inc()
-    return interrupted
+            failed.append(job)
+    return resumed, failed
 
 
 def _write_final(store: JobStore, job_id: str, outcome: JobOutcome) -> None:
@@ -135,7 +150,7 @@ def _write_final(store: JobStore, job_id: str, outcome: JobOutcome) -> None:
         "error": outcome.error,
     }
     # Keep what progress reports recorded unless the outcome knows better.
-    for name in ("metrics", "run_id", "model_version"):
+    for name in ("metrics", "run_id", "model_version", "stopped_early_at"):
         if getattr(outcome, name) is not None:
             fields[name] = getattr(outcome, name)
     store.update(job_id, **fields)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
 
@@ -73,6 +74,8 @@ class Job:
     cancel_requested: Annotated[bool, Column("INTEGER NOT NULL DEFAULT 0", load=bool)] = False
     # X-Request-ID of the POST /v1/train that created the job (None for 0.1.0 rows).
     request_id: Annotated[str | None, Column("TEXT")] = None
+    # The epoch after which early stopping ended the job (None: it ran every epoch).
+    stopped_early_at: Annotated[int | None, Column("INTEGER")] = None
 
 
 def _columns() -> dict[str, Column]:
@@ -95,14 +98,18 @@ class JobOutcome:
     error: str | None = None
     # MLflow did not answer when the job failed: its run (run_id) is still RUNNING there.
     run_left_running: bool = False
+    stopped_early_at: int | None = None
 
 
 @dataclass(frozen=True)
 class TrainingDefaults:
-    """What every job shares: where to log and under which name to register."""
+    """What every job shares: where to log, under which name to register, where to keep
+    checkpoints (None: none) and how many DataLoader worker processes read batches."""
 
     experiment: str
     model_name: str
+    checkpoints_dir: Path | None = None
+    dataloader_workers: int = 0
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:

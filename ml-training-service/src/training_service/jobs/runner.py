@@ -15,14 +15,17 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+from training_service.checkpoints import checkpoint_path
 from training_service.data import DatasetStore, build_dataset
 from training_service.jobs import lifecycle
 from training_service.jobs.executors import JobExecutor
 from training_service.jobs.records import (
     IdempotencyConflictError,
     Job,
+    JobNotFoundError,
     JobStatus,
     QueueFullError,
     request_fingerprint,
@@ -53,6 +56,7 @@ class JobRunner:
         max_concurrent: int = 1,
         max_queued: int = 8,
         run_closer: RunCloser | None = None,
+        checkpoints_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.datasets = datasets
@@ -61,27 +65,60 @@ class JobRunner:
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
         self._run_closer = run_closer  # ends runs that failed jobs left open in MLflow
+        self._checkpoints_dir = checkpoints_dir  # where interrupted jobs' checkpoints are
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._dispatchers: list[threading.Thread] = []
         self._stopping = False
 
     def start(self) -> list[Job]:
         """Recover from the previous process, then start dispatching; returns failed jobs."""
-        interrupted = lifecycle.fail_interrupted(self.store)
+        resumed, interrupted = lifecycle.recover_interrupted(self.store, self._has_checkpoint)
         for job in interrupted:
             log.warning(
                 "job %s was running when the service stopped: marked failed",
                 job.job_id,
                 extra={"job_id": job.job_id, "request_id": job.request_id},
             )
+        for job in resumed:
+            log.warning(
+                "job %s was running when the service stopped: resuming after epoch %d",
+                job.job_id,
+                job.epoch,
+                extra={"job_id": job.job_id, "request_id": job.request_id},
+            )
+            self._queue.put(job.job_id)  # first: they were running before the others waited
+        resumed_ids = {job.job_id for job in resumed}
+        self._remove_stale_checkpoints()
         for job in reversed(self.store.list_jobs(JobStatus.QUEUED, limit=1_000_000)):
-            self._queue.put(job.job_id)  # oldest first: jobs queued before a restart still run
+            if job.job_id not in resumed_ids:
+                self._queue.put(job.job_id)  # oldest first: jobs queued before a restart still run
         for index in range(self.max_concurrent):
             dispatcher = threading.Thread(target=self._dispatch, name=f"job-dispatcher-{index}")
             dispatcher.daemon = True  # never block interpreter exit; state is already persisted
             dispatcher.start()
             self._dispatchers.append(dispatcher)
         return interrupted
+
+    def _has_checkpoint(self, job: Job) -> bool:
+        if self._checkpoints_dir is None:
+            return False
+        return checkpoint_path(self._checkpoints_dir, job.job_id).is_file()
+
+    def _remove_stale_checkpoints(self) -> None:
+        """Start-up (no job trains yet): checkpoints of jobs that ended (a resumed job
+        cancelled while queued) and half-written temporary files of a crash go."""
+        if self._checkpoints_dir is None or not self._checkpoints_dir.is_dir():
+            return
+        for path in self._checkpoints_dir.iterdir():
+            if path.suffix == ".tmp":
+                path.unlink(missing_ok=True)
+            elif path.suffix == ".pt":
+                try:
+                    ended = self.store.get(path.stem).status.is_final
+                except JobNotFoundError:
+                    ended = True
+                if ended:
+                    path.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask running jobs to stop and stop dispatching.

@@ -64,6 +64,11 @@ async def submit_training_job(
         batch_size=body.batch_size,
         learning_rate=body.learning_rate,
         seed=body.seed,
+        architecture=body.architecture,
+        optimizer=body.optimizer,
+        weight_decay=body.weight_decay,
+        augmentation=body.augmentation,
+        early_stopping_patience=body.early_stopping_patience,
     )
     try:
         job, _ = await asyncio.to_thread(
