@@ -87,6 +87,7 @@ def service(mlflow_server: MlflowServer, production_model: str) -> Iterator[Serv
     svc = start_service(
         MLFLOW_TRACKING_URI=mlflow_server.url,
         API_TOKEN=TOKEN,
+        PREDICT_OPEN="true",  # the scoring tests send no token; tests/test_auth.py does
         MAX_BATCH_SIZE="512",
         MODEL_POLL_INTERVAL="2",
     )

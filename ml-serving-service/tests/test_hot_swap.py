@@ -93,7 +93,7 @@ def test_alias_move_swaps_under_load_with_zero_failed_requests(
 
 @pytest.mark.parametrize(
     ("broken", "result", "reason"),
-    [("nan", "smoke_test_failed", "non-finite"), ("pickle", "load_failed", "pt2")],
+    [("nan", "smoke_test_failed", "non-finite"), ("pickle", "unsafe", "pt2")],
 )
 def test_broken_version_is_refused_and_old_one_keeps_serving(
     swap: SwapSetup, digits: Digits, broken: str, result: str, reason: str
@@ -113,6 +113,7 @@ def test_broken_version_is_refused_and_old_one_keeps_serving(
     info = httpx.get(f"{swap.service.url}/v1/model").json()
     assert info["version"] == serving
     assert reason in info["refused_versions"][bad]
+    assert info["refused"]["version"] == bad and info["refused"]["result"] == result
     metrics = httpx.get(f"{swap.service.url}/metrics").text
     assert f'model_swaps_total{{result="{result}"}} 1.0' in metrics
     assert httpx.get(f"{swap.service.url}/ready").status_code == 200

@@ -41,6 +41,7 @@ def rgb_service(mlflow_server: MlflowServer) -> Iterator[Service]:
     )  # fmt: skip
     svc = start_service(
         MLFLOW_TRACKING_URI=mlflow_server.url, MODEL_NAME=RGB_MODEL, API_TOKEN=TOKEN,
+        PREDICT_OPEN="true",
         MAX_IMAGES_PER_REQUEST="4", MAX_IMAGE_PIXELS="1000000",
     )  # fmt: skip
     try:
@@ -126,7 +127,9 @@ def test_prediction_ids_take_feedback(rgb_service: Service) -> None:
     assert len(set(ids)) == 3
     for pid, label in zip(ids, ["red", "red", "blue"], strict=True):
         r = httpx.post(
-            f"{rgb_service.url}/v1/feedback", json={"prediction_id": pid, "label": label}
+            f"{rgb_service.url}/v1/feedback",
+            json={"prediction_id": pid, "label": label},
+            headers={"Authorization": f"Bearer {TOKEN}"},
         )
         assert r.status_code == 200, r.text
     accuracy = httpx.get(f"{rgb_service.url}/v1/model").json()["live"]["accuracy"]["1"]

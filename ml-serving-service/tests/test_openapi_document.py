@@ -48,9 +48,11 @@ def test_document_is_versioned_and_documents_errors() -> None:
     ), sorted(paths)
     predict = paths["/v1/predict"]["post"]["responses"]
     assert set(predict) >= {"200", "404", "413", "422", "503"}
-    # Regression: /v1/predict needs no token, so it must not document a 401.
-    assert "401" not in predict
+    # Issue #20: the scoring routes need a token with scope `predict`.
+    assert {"401", "403"} <= set(predict)
+    assert paths["/v1/predict"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert {"401", "403"} <= set(paths["/v1/feedback"]["post"]["responses"])
     # Regression: the 415 for a non-JSON body was answered but undocumented.
     assert set(paths["/invocations"]["post"]["responses"]) >= {"200", "413", "415", "422", "503"}
     assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
-    assert set(paths["/v1/model/reload"]["post"]["responses"]) >= {"200", "401"}
+    assert set(paths["/v1/model/reload"]["post"]["responses"]) >= {"200", "401", "403"}

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import torch
@@ -21,6 +22,7 @@ from serving_service.api.routes import feedback, invocations, model, operations,
 from serving_service.batching import MicroBatcher
 from serving_service.config import Settings, get_settings
 from serving_service.fastpath import ScoringFastPath
+from serving_service.guard import RequestGuard
 from serving_service.middleware import TelemetryMiddleware
 from serving_service.monitoring import new_monitor
 from serving_service.registry import Registry
@@ -54,9 +56,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The FastAPI app: routes, state and error handlers (see `serving_stack` for serving)."""
     settings = settings or get_settings()
     torch.set_num_threads(settings.torch_threads)
+    password = settings.mlflow_tracking_password
+    if settings.mlflow_tracking_password_file is not None and password is not None:
+        # From MLFLOW_TRACKING_PASSWORD_FILE: the MLflow client reads only the variable.
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password.get_secret_value()
+    tokens = settings.tokens()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_access_rules(settings)
         calm_garbage_collector()
         task = asyncio.create_task(app.state.watcher.run(), name="alias-watcher")
         try:
@@ -83,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     slot = ModelSlot(name=settings.model_name, alias=settings.model_alias)
     app.state.settings = settings
+    app.state.tokens = tokens
     app.state.slot = slot
     app.state.watcher = AliasWatcher(registry, slot, settings.model_poll_interval)
     app.state.versions = VersionCache(
@@ -127,4 +136,20 @@ def serving_stack(app: FastAPI) -> ASGIApp:
     of them. Every other request passes through to FastAPI and its middleware unchanged.
     """
     scorer: Scorer = app.state.scorer
-    return TelemetryMiddleware(ScoringFastPath(app, scorer))
+    settings: Settings = app.state.settings
+    fast = ScoringFastPath(app, scorer, app.state.tokens, settings.predict_open)
+    return TelemetryMiddleware(RequestGuard(fast, settings.max_body_bytes, settings.host_names()))
+
+
+def log_access_rules(settings: Settings) -> None:
+    """The startup line naming the tokens and scopes (never a value), body cap and hosts."""
+    tokens = settings.tokens()
+    if tokens.empty:
+        log.warning(
+            "no API_TOKEN or API_TOKENS configured (ENVIRONMENT=local): every route is open"
+        )
+    else:
+        log.info("bearer tokens: %s", tokens.describe())
+    if settings.predict_open:
+        log.warning("PREDICT_OPEN=true: the scoring routes need no token")
+    log.info("MAX_BODY_BYTES=%d, ALLOWED_HOSTS=%s", settings.max_body_bytes, settings.allowed_hosts)

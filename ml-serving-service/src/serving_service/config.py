@@ -1,23 +1,50 @@
 """Typed service configuration, read once from environment variables."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving_service.auth import TokenSet
+
+# Secret settings that may also come from a file (`<NAME>_FILE`, as Docker and Kubernetes
+# mount secrets): the file's content, trailing newline stripped, becomes the value.
+SECRET_FILE_SETTINGS = ("api_token", "api_tokens", "mlflow_tracking_password")
+# Request bodies above this are refused (413) before they are read: 1,024 digits instances as
+# JSON floats take about 1.5 MB, and 64 image files of a few hundred KB, base64, about 12 MB.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class Settings(BaseSettings):
     """Every knob of the service; see the README's configuration table."""
 
     # `model_*` field names are this service's vocabulary, not pydantic internals.
-    model_config = SettingsConfigDict(extra="ignore", protected_namespaces=())
+    # hide_input_in_errors: a startup error must not print the settings (tokens among them).
+    model_config = SettingsConfigDict(
+        extra="ignore", protected_namespaces=(), hide_input_in_errors=True
+    )
 
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     model_name: str = "image-classifier"
     model_alias: str = "production"
     model_poll_interval: float = Field(default=10.0, gt=0)
+    # One token holding every scope (predict, feedback, admin).
     api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    # Named tokens with scopes: `<name>:<scope>[,<scope>...]:<token>` separated by `;` or
+    # newlines (see auth.TokenSet).
+    api_tokens: SecretStr | None = None
+    api_tokens_file: Path | None = None
+    # Handed to the MLflow client (MLFLOW_TRACKING_PASSWORD) when it comes from a file.
+    mlflow_tracking_password: SecretStr | None = None
+    mlflow_tracking_password_file: Path | None = None
+    # Predictions without a token: only the embedded local stack sets it.
+    predict_open: bool = False
+    # Host header names answered (comma list, any port); "*" answers every name.
+    allowed_hosts: str = "*"
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     environment: str = "production"
     max_batch_size: int = Field(default=1024, ge=1)
     host: str = "127.0.0.1"
@@ -53,18 +80,47 @@ class Settings(BaseSettings):
     otel_telemetry: bool = False
 
     @model_validator(mode="after")
+    def _read_secret_files(self) -> Self:
+        for name in SECRET_FILE_SETTINGS:
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"both {name.upper()} and {name.upper()}_FILE are set; set only one"
+                )
+            try:
+                value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{name.upper()}_FILE={path} cannot be read: {exc}") from exc
+            setattr(self, name, SecretStr(value))
+        return self
+
+    @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:
-        token = self.api_token.get_secret_value() if self.api_token else ""
-        if not token and self.environment != "local":
+        # A malformed API_TOKENS entry stops the service here, naming the entry.
+        if self.tokens().empty and self.environment != "local":
             raise ValueError(
-                "API_TOKEN is not set: set API_TOKEN to protect POST /v1/model/reload, "
-                "or set ENVIRONMENT=local for local development"
+                "API_TOKEN is not set: set API_TOKEN or API_TOKENS (or their *_FILE) to "
+                "protect the service, or set ENVIRONMENT=local for local development"
             )
         return self
 
+    def tokens(self) -> TokenSet:
+        """The configured tokens (API_TOKEN holds every scope); empty means open (local)."""
+        return TokenSet.from_settings(
+            self.api_token.get_secret_value() if self.api_token else None,
+            self.api_tokens.get_secret_value() if self.api_tokens else None,
+        )
+
+    def host_names(self) -> frozenset[str] | None:
+        """ALLOWED_HOSTS as lower-case names, or None for "*" (every name)."""
+        names = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        return None if not names or "*" in names else frozenset(names)
+
     @property
     def token(self) -> str | None:
-        """The API token in clear text, or None when auth is disabled (local only)."""
+        """API_TOKEN in clear text, or None when it is not set."""
         return self.api_token.get_secret_value() if self.api_token else None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serving_service.auth import TokenSet, header
 from serving_service.scoring import Scorer, ScoringError
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,18 @@ _ROUTES = {
 class ScoringFastPath:
     """Serves the POST scoring routes (`_ROUTES`); passes everything else through."""
 
-    def __init__(self, app: ASGIApp, scorer: Scorer) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        scorer: Scorer,
+        tokens: TokenSet | None = None,
+        predict_open: bool = False,
+    ) -> None:
         self.app = app
         self._scorer = scorer
+        self._tokens = tokens = tokens or TokenSet(())
+        # No token configured (local) or PREDICT_OPEN: the scoring routes need none.
+        self._open = predict_open or tokens.empty
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
@@ -60,6 +70,16 @@ class ScoringFastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = _ROUTES[path]
+        if not self._open:  # the same rule as the FastAPI routes (api/deps.py)
+            denied = self._tokens.authorize(header(scope["headers"]), "predict", f"POST {path}")
+            if denied is not None:
+                await _send_json(
+                    send,
+                    denied.status,
+                    orjson.dumps({"detail": denied.detail}),
+                    [(b"www-authenticate", b"Bearer")] if denied.status == 401 else [],
+                )
+                return
         body = await _read_body(receive)
         if body is None:  # the client went away before sending its body
             return
@@ -70,14 +90,16 @@ class ScoringFastPath:
         except Exception as exc:
             log.exception("unhandled error")
             status, payload = 500, orjson.dumps({"detail": f"internal error: {exc}"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _send_json(send, status, payload)
+
+
+async def _send_json(
+    send: Send, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [_JSON, (b"content-length", str(len(payload)).encode())]
+    headers.extend(extra or ())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 async def _predict(scorer: Scorer, scope: Scope, body: bytes) -> bytes:

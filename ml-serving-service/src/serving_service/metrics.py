@@ -37,8 +37,14 @@ MODEL_VERSION_INFO = Gauge(
 )
 MODEL_SWAPS = Counter(
     "model_swaps_total",
-    "Alias swap attempts: success, load_failed, smoke_test_failed",
+    "Alias swap attempts: success, load_failed, smoke_test_failed, unsafe",
     ["result"],
+)
+MODEL_REFUSED = Gauge(
+    "model_refused_version",
+    "1 while the alias points to a version the service refused (unsafe: its files ask for "
+    "pickle or code), by version and result; the previous version keeps serving",
+    ["version", "result"],
 )
 REGISTRY_UP = Gauge("model_registry_up", "1 when the last registry poll succeeded")
 FEEDBACK = Counter(
@@ -52,7 +58,7 @@ LIVE_ACCURACY = Gauge(
     ["version"],
 )
 
-for _result in ("success", "load_failed", "smoke_test_failed"):
+for _result in ("success", "load_failed", "smoke_test_failed", "unsafe"):
     MODEL_SWAPS.labels(result=_result)
 
 
@@ -85,6 +91,13 @@ def publish_model_version(name: str, alias: str, version: str, previous: str | N
         with contextlib.suppress(KeyError):
             MODEL_VERSION_INFO.remove(name, alias, previous)
     MODEL_VERSION_INFO.labels(name=name, alias=alias, version=version).set(1)
+
+
+def publish_refusal(version: str | None, result: str | None) -> None:
+    """The alias's refused version (None: the alias serves what it points to)."""
+    MODEL_REFUSED.clear()
+    if version is not None and result is not None:
+        MODEL_REFUSED.labels(version=version, result=result).set(1)
 
 
 def count_feedback(version: str, correct: bool, accuracy: float) -> None:

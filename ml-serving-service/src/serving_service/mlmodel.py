@@ -9,6 +9,7 @@ become inputs (derived from the signature for models logged without it: the digi
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -22,10 +23,15 @@ import yaml
 from serving_service.graph import Forward, fast_forward
 from serving_service.images import Preprocessing
 from serving_service.monitoring import InputStats
+from serving_service.pt2_safety import UnsafeArchive, check_pt2
 
 
 class ModelLoadError(Exception):
     """The version's artifacts cannot be turned into a working module."""
+
+
+class UnsafeModel(ModelLoadError):
+    """Loading the version would unpickle or run code from its files: refused unread."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +61,23 @@ def read_artifact(model_dir: Path) -> ModelArtifact:
     pt2 = model_dir / flavor.get("model_data", "data") / "model.pt2"
     if not pt2.is_file():
         # Pickled modules need their Python class and run arbitrary code when unpickled.
-        raise ModelLoadError("only the 'pt2' (torch.export) serialization format is served")
+        raise UnsafeModel(
+            "only the 'pt2' (torch.export) serialization format is served: a pickled "
+            "model runs code from its file when loaded"
+        )
     instance_shape = _instance_shape(mlmodel)
     metadata = mlmodel.get("metadata") or {}
     try:
         preprocessing = Preprocessing.from_metadata(metadata.get("preprocessing"), instance_shape)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
+    data = pt2.read_bytes()
     try:
-        module = fast_forward(torch.export.load(str(pt2)), instance_shape)
+        check_pt2(data)  # before torch sees a byte of it; torch then loads these very bytes
+    except UnsafeArchive as exc:
+        raise UnsafeModel(str(exc)) from exc
+    try:
+        module = fast_forward(torch.export.load(io.BytesIO(data)), instance_shape)
     except Exception as exc:
         raise ModelLoadError(f"torch.export could not load model.pt2: {exc}") from exc
     return ModelArtifact(

@@ -1,9 +1,12 @@
 """Live model monitoring: prediction ids, feedback accuracy per version, input drift.
 
-Every prediction gets an id; a client that later learns the true label posts it to
-`/v1/feedback`, and the outcome joins a bounded window per model version. The inputs the
-alias's model receives fill a ring of the last `window` instances whose per-pixel mean is
-compared with the training statistics logged with the model (MLmodel `input_stats`).
+Every prediction gets an id: 128 random bits per request (`secrets.token_hex(16)`) and the
+instance's index, so an id cannot be derived from any other client's ids and guessing one
+is hopeless; unknown ids are answered 404 and count nothing. A client that later learns
+the true label posts it to `/v1/feedback`, and the outcome joins a bounded window per model
+version. The inputs the alias's model receives fill a ring of the last `window` instances
+whose per-pixel mean is compared with the training statistics logged with the model (MLmodel
+`input_stats`).
 
 All of it is plain in-memory state touched only from the event loop, so there are no locks;
 the hot path pays one dict insert and one ring copy per request.
@@ -11,7 +14,7 @@ the hot path pays one dict insert and one ring copy per request.
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
@@ -144,13 +147,11 @@ class LiveMonitor:
         self._issued_count = 0
         self._outcomes: dict[str, _Outcomes] = {}
         self._ring: InputRing | None = None
-        self._prefix = os.urandom(4).hex()  # ids from two workers or restarts never collide
-        self._serial = 0
 
     def issue(self, version: str, classes: tuple[str, ...], labels: list[str]) -> list[str]:
         """Remember a request's predictions; returns one id per instance."""
-        self._serial += 1
-        key = f"{self._prefix}{self._serial:x}"
+        # 128 random bits per request: ids of other requests cannot be derived or guessed.
+        key = secrets.token_hex(16)
         self._issued[key] = _Issued(version, labels, classes, set())
         self._issued_count += len(labels)
         while self._issued_count > self.remembered and len(self._issued) > 1:

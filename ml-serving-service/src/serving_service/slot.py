@@ -31,6 +31,8 @@ class ModelSlot:
     registry_reachable: bool | None = None
     last_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)
+    # The version the alias points to now, when it was refused: version, result, reason.
+    refused_now: dict[str, str] | None = None
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Publish a smoke-tested model; returns the one it replaces."""

@@ -14,8 +14,13 @@ import logging
 import weakref
 from dataclasses import dataclass
 
-from serving_service.metrics import MODEL_SWAPS, REGISTRY_UP, publish_model_version
-from serving_service.mlmodel import ModelLoadError
+from serving_service.metrics import (
+    MODEL_SWAPS,
+    REGISTRY_UP,
+    publish_model_version,
+    publish_refusal,
+)
+from serving_service.mlmodel import ModelLoadError, UnsafeModel
 from serving_service.model import LoadedModel, SmokeTestError
 from serving_service.registry import Registry, RegistryUnavailable, VersionNotFound
 from serving_service.slot import ModelSlot
@@ -77,6 +82,7 @@ class AliasWatcher:
             return CheckResult(current.version if current else None, False)
         self._registry_state(True, None)
         if current is not None and info.version == current.version:
+            self._clear_refusal()  # the alias moved back to the serving version
             return CheckResult(info.version, False)
         if info.version in slot.refused and not retry_refused:
             return CheckResult(current.version if current else None, False)
@@ -89,11 +95,14 @@ class AliasWatcher:
             return CheckResult(current.version if current else None, False)
         except (ModelLoadError, SmokeTestError, VersionNotFound) as exc:
             result = "smoke_test_failed" if isinstance(exc, SmokeTestError) else "load_failed"
+            if isinstance(exc, UnsafeModel):
+                result = "unsafe"
             return self._refuse(info.version, result, str(exc))
         except Exception as exc:  # anything else from torch/MLflow is a broken version too
             return self._refuse(info.version, "load_failed", f"{type(exc).__name__}: {exc}")
         previous = slot.swap(candidate)
         slot.refused.pop(info.version, None)
+        self._clear_refusal()
         MODEL_SWAPS.labels(result="success").inc()
         publish_model_version(
             slot.name, slot.alias, candidate.version, previous.version if previous else None
@@ -126,7 +135,9 @@ class AliasWatcher:
     def _refuse(self, version: str, result: str, reason: str) -> CheckResult:
         current = self.slot.current
         self.slot.refused[version] = reason
+        self.slot.refused_now = {"version": version, "result": result, "reason": reason}
         MODEL_SWAPS.labels(result=result).inc()
+        publish_refusal(version, result)
         log.error(
             "refused version %s of %s (%s): %s; still serving %s",
             version,
@@ -136,6 +147,11 @@ class AliasWatcher:
             _v(current),
         )
         return CheckResult(current.version if current else None, False)
+
+    def _clear_refusal(self) -> None:
+        if self.slot.refused_now is not None:
+            self.slot.refused_now = None
+            publish_refusal(None, None)
 
     def _registry_state(self, reachable: bool, error: str | None) -> None:
         self.slot.registry_reachable = reachable

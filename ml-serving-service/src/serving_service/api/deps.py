@@ -8,22 +8,23 @@ small model's forward pass (they are normally answered by `fastpath.py` anyway).
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
+from serving_service.auth import TokenSet, header
 from serving_service.config import Settings
 from serving_service.monitoring import LiveMonitor
 from serving_service.scoring import ScoringError, parse_json_object
 from serving_service.slot import ModelSlot
 from serving_service.watcher import AliasWatcher
 
-_bearer = HTTPBearer(auto_error=False)
+# Declares the bearer scheme in the OpenAPI document; the check itself is `TokenSet`.
+_bearer = HTTPBearer(auto_error=False, description="A token of API_TOKEN or API_TOKENS")
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread
 # pool, and three thread hops per request cost more than the model's forward pass.
@@ -55,23 +56,27 @@ WatcherDep = Annotated[AliasWatcher, Depends(get_watcher)]
 MonitorDep = Annotated[LiveMonitor, Depends(get_monitor)]
 
 
-async def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Bearer API_TOKEN on mutating endpoints; open only when no token is configured (local)."""
-    token = settings.token
-    if token is None:
-        return
-    if credentials is None or not hmac.compare_digest(credentials.credentials, token):
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong bearer token: send 'Authorization: Bearer <API_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def check_scope(request: Request, scope: str) -> None:
+    """401/403 unless the request's bearer token holds `scope` (see auth.TokenSet)."""
+    tokens: TokenSet = request.app.state.tokens
+    open_ = scope == "predict" and request.app.state.settings.predict_open
+    operation = f"{request.method} {request.url.path}"
+    denied = tokens.authorize(header(request.scope["headers"]), scope, operation, open_)
+    if denied is not None:
+        raise HTTPException(denied.status, detail=denied.detail, headers=denied.headers)
 
 
-TokenDep = Annotated[None, Depends(require_token)]
+def requires(scope: str) -> Callable[..., Awaitable[None]]:
+    """A dependency that checks `scope`; it also marks the route as bearer-protected."""
+
+    async def dependency(request: Request, _: Annotated[Any, Depends(_bearer)]) -> None:
+        check_scope(request, scope)
+
+    return dependency
+
+
+AdminToken = Annotated[None, Depends(requires("admin"))]
+FeedbackToken = Annotated[None, Depends(requires("feedback"))]
 
 
 async def json_object(request: Request) -> dict[str, Any]:

@@ -132,6 +132,14 @@ class InvocationsResponse(BaseModel):
     predictions: list[Any]
 
 
+class RefusedVersion(BaseModel):
+    version: str
+    result: Literal["load_failed", "smoke_test_failed", "unsafe"] = Field(
+        description="unsafe: loading its files would unpickle or run code"
+    )
+    reason: str
+
+
 class ModelInfo(BaseModel):
     name: str
     alias: str
@@ -147,6 +155,10 @@ class ModelInfo(BaseModel):
     registry: Literal["reachable", "unreachable", "unknown"]
     last_error: str | None
     refused_versions: dict[str, str]
+    refused: RefusedVersion | None = Field(
+        description="The version the alias points to, when the service refused it (the "
+        "previous version keeps serving); null when the alias's version serves"
+    )
     live: LiveMonitoring
 
 

@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
-from serving_service.api.deps import MonitorDep, json_object
-from serving_service.api.responses import errors
+from serving_service.api.deps import FeedbackToken, MonitorDep, json_object
+from serving_service.api.responses import secured
 from serving_service.api.schemas import FeedbackRequest, FeedbackResponse, request_body
 from serving_service.monitoring import FeedbackAlreadyGiven, InvalidLabel, UnknownPrediction
 
@@ -16,10 +16,10 @@ router = APIRouter(prefix="/v1", tags=["monitoring"])
 @router.post(
     "/feedback",
     response_model=FeedbackResponse,
-    responses=errors(404, 409, 422),
+    responses=secured(404, 409, 413, 422),
     openapi_extra=request_body(FeedbackRequest),
 )
-async def feedback(request: Request, monitor: MonitorDep) -> dict[str, Any]:
+async def feedback(request: Request, monitor: MonitorDep, _: FeedbackToken) -> dict[str, Any]:
     """Record whether a prediction was right; each prediction counts once."""
     # Parsed here like the scoring routes, so a body that is not JSON is a 422 that says so
     # (FastAPI's own body parsing answers 400 to bytes that are not UTF-8).

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from serving_service.api.deps import MonitorDep, SlotDep, TokenDep, WatcherDep
-from serving_service.api.responses import errors
-from serving_service.api.schemas import LiveMonitoring, ModelInfo, ReloadResponse
+from serving_service.api.deps import AdminToken, MonitorDep, SlotDep, WatcherDep
+from serving_service.api.responses import secured
+from serving_service.api.schemas import LiveMonitoring, ModelInfo, RefusedVersion, ReloadResponse
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
 
@@ -27,12 +27,13 @@ async def model_info(slot: SlotDep, monitor: MonitorDep) -> ModelInfo:
         registry=registry,  # type: ignore[arg-type]
         last_error=slot.last_error,
         refused_versions=dict(slot.refused),
+        refused=RefusedVersion.model_validate(slot.refused_now) if slot.refused_now else None,
         live=LiveMonitoring.model_validate(monitor.report()),
     )
 
 
-@router.post("/reload", response_model=ReloadResponse, responses=errors(401))
-async def reload_model(slot: SlotDep, watcher: WatcherDep, _: TokenDep) -> ReloadResponse:
+@router.post("/reload", response_model=ReloadResponse, responses=secured())
+async def reload_model(slot: SlotDep, watcher: WatcherDep, _: AdminToken) -> ReloadResponse:
     """Re-resolve the alias now (also retries a version refused before)."""
     result = await watcher.check(retry_refused=True)
     return ReloadResponse(

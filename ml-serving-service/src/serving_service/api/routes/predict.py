@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from serving_service.api.deps import scoring_response
-from serving_service.api.responses import errors
+from serving_service.api.deps import check_scope, scoring_response
+from serving_service.api.responses import bearer, secured
 from serving_service.api.schemas import (
     ImagesRequest,
     ImagesResponse,
@@ -28,13 +28,14 @@ router = APIRouter(prefix="/v1", tags=["predict"])
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses=errors(404, 413, 422, 503),
-    openapi_extra=request_body(PredictRequest),
+    responses=secured(404, 413, 422, 503),
+    openapi_extra=bearer(request_body(PredictRequest)),
 )
 async def predict(request: Request) -> Response:
     """Classify images with the alias's model, or with `version` when it is given."""
     # The Request and app state, no Depends: dependency solving is per-request work that
     # costs more than a small model's forward pass (see api/deps.py).
+    check_scope(request, "predict")
     body = await request.body()
     return await scoring_response(request.app.state.scorer.predict(body))
 
@@ -42,8 +43,8 @@ async def predict(request: Request) -> Response:
 @router.post(
     "/predict/images",
     response_model=ImagesResponse,
-    responses=errors(404, 413, 415, 422, 503),
-    openapi_extra=request_body(ImagesRequest, multipart=ImagesUpload),
+    responses=secured(404, 413, 415, 422, 503),
+    openapi_extra=bearer(request_body(ImagesRequest, multipart=ImagesUpload)),
 )
 async def predict_images(
     request: Request,
@@ -53,6 +54,7 @@ async def predict_images(
     """Classify PNG or JPEG files (multipart parts named `files`, or base64 in JSON), resized
     and converted as the served version was trained; one answer per file, in order."""
     # The query parameters are declared for the document; the scorer reads the raw query.
+    check_scope(request, "predict")
     body = await request.body()
     scorer = request.app.state.scorer
     answer = scorer.predict_images(
