@@ -1,20 +1,34 @@
 """
 ### mlflow_orchestration_pipeline
 
-Every six hours (or when triggered): snapshot a data set, train a model on it, wait for the job,
-look the new model version up in MLflow, score it through the serving service on held-out
-digits, and check that every step produced what the next one needs and that accuracy >=
-`min_accuracy`.
+Every six hours (or when triggered): get a dataset, train a model on it, wait for the job,
+look the new model version up in MLflow, score it through the serving service on the
+dataset's held-out images, and check that every step produced what the next one needs and
+that accuracy >= `min_accuracy`.
+
+**Params** (trigger with a config, or the form in the UI; defaults: today's 8x8 digits run).
+The dataset: `dataset_id` trains on a dataset that exists already (an uploaded archive:
+`POST /v1/datasets` with a `.zip`/`.tar.gz`, see the root README, "Bring your own data and
+model"); without it, `dataset_source` builds a new snapshot: `digits` (8x8 grayscale),
+`shapes` (generated RGB shapes, `dataset_count` images) or `folder` (`dataset_path` under the
+training service's `DATA_DIR`), at `image_size` x `image_size` with `channels` (null: from the
+data). The training: `architecture` (a network registered in the training service, e.g.
+`small_cnn`, `resnet18`), `optimizer`, `epochs`, `batch_size`, `learning_rate`,
+`weight_decay`, `augmentation`, `early_stopping_patience`, `seed`. A value outside a param's
+schema is refused when the run is triggered; a value the service refuses (an unknown
+architecture, `image_size` on digits) fails its task with the service's 422 detail.
 
 The DAG holds no ML code: each step is a call to the training service, MLflow or the serving
 service through the connections `training_service`, `mlflow` and `serving_service`, and each
-step hands its answer to the next as an XComArg. `check_training_ready` stops the run before
-a job is submitted while the training service cannot reach MLflow. `create_dataset_snapshot`
-and `submit_training_job` send `Idempotency-Key: <run_id>`: a retried task never makes a second
-snapshot or job, and a cleared run whose job failed reuses its snapshot for a new job. The wait
-for the job is deferred to the triggerer, for at most `job_timeout_minutes`. The new version gets
-the `staging` alias from the training service; `model_management` decides whether it goes to
-production.
+step hands its answer to the next as an XComArg. `prepare_dataset` creates the snapshot
+(`POST /v1/datasets`) or fetches the given one (`GET /v1/datasets/{id}`). `check_training_ready`
+stops the run before a job is submitted while the training service cannot reach MLflow.
+`prepare_dataset` and `submit_training_job` send `Idempotency-Key: <run_id>`: a retried task
+never makes a second snapshot or job, and a cleared run whose job failed reuses its snapshot for
+a new job. The wait for the job is deferred to the triggerer, for at most `job_timeout_minutes`.
+`run_inference` fetches `holdout_samples` test-split images (C x H x W, any size and colour) and
+has serving score them with exactly the new version. The new version gets the `staging` alias
+from the training service; `model_management` decides whether it goes to production.
 
 When `validate_pipeline` passes, it updates the asset `image-classifier-staging`
 (`models:/image-classifier@staging`) with the version and run in the event's extra:
@@ -29,7 +43,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from orchestration import holdout, registry
+from orchestration import datasets, holdout, registry
 from orchestration.alerts import RunSucceededNotifier, task_alert_callbacks
 from orchestration.assets import STAGING_MODEL, staging_event_extra
 from orchestration.findings import CheckFailed
@@ -38,6 +52,10 @@ from orchestration.run_deadline import run_deadline
 from orchestration.service_http import TRAINING_CONN_ID, call_service, service_operator
 from orchestration.task_defaults import default_task_args
 from orchestration.training_jobs import training_job_sensor
+
+# The training service's networks (its TrainRequest.architecture enum): proposed in the
+# trigger form; a network registered there later is accepted too (the service checks names).
+ARCHITECTURES = ["small_cnn", "resnet18"]
 
 
 @dag(
@@ -53,58 +71,137 @@ from orchestration.training_jobs import training_job_sensor
     # Schemas and defaults of the run params. The function's arguments repeat the defaults
     # (Airflow requires them) and pass each param to the tasks, resolved per run.
     params={
-        "dataset_source": Param("digits", type="string", enum=["digits", "folder"]),
+        "dataset_id": Param(
+            None,
+            type=["null", "string"],
+            minLength=1,
+            maxLength=64,
+            description="train on this existing dataset (e.g. an uploaded archive); "
+            "dataset_source and its options are then not used",
+        ),
+        "dataset_source": Param("digits", type="string", enum=["digits", "shapes", "folder"]),
         "dataset_path": Param(None, type=["null", "string"], description="folder source only"),
+        "dataset_count": Param(
+            None,
+            type=["null", "integer"],
+            minimum=10,
+            maximum=1_000_000,
+            description="shapes source only: images to generate (null: the service's 2,000)",
+        ),
+        "image_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=8,
+            maximum=512,
+            description="square side (null: from the data; digits are always 8)",
+        ),
+        "channels": Param(
+            None,
+            type=["null", "integer"],
+            enum=[None, 1, 3],
+            description="1 (grayscale) or 3 (RGB); null: from the data",
+        ),
         "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
-        "seed": Param(42, type="integer"),
+        "seed": Param(42, type="integer", minimum=0, maximum=2**32 - 1),
+        "architecture": Param(
+            "small_cnn",
+            type="string",
+            pattern="^[A-Za-z0-9_.-]{1,64}$",
+            examples=ARCHITECTURES,
+            description="a network registered in the training service",
+        ),
+        "optimizer": Param("adamw", type="string", enum=["adamw", "adam", "sgd"]),
         "epochs": Param(10, type="integer", minimum=1, maximum=200),
         "batch_size": Param(64, type="integer", minimum=1, maximum=4096),
         "learning_rate": Param(0.01, type="number", exclusiveMinimum=0, maximum=10),
+        "weight_decay": Param(0.0001, type="number", minimum=0, maximum=1),
+        "augmentation": Param(False, type="boolean", description="random crop and flip"),
+        "early_stopping_patience": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=200,
+            description="epochs without a better held-out loss before stopping; null: off",
+        ),
         "holdout_samples": Param(200, type="integer", minimum=1, maximum=1024),
         "min_accuracy": Param(0.8, type="number", minimum=0, maximum=1),
         "job_timeout_minutes": Param(60, type="integer", minimum=1, maximum=24 * 60),
     },
 )
 def mlflow_orchestration_pipeline(
+    dataset_id: str | None = None,
     dataset_source: str = "digits",
     dataset_path: str | None = None,
+    dataset_count: int | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
     test_fraction: float = 0.2,
     seed: int = 42,
+    architecture: str = "small_cnn",
+    optimizer: str = "adamw",
     epochs: int = 10,
     batch_size: int = 64,
     learning_rate: float = 0.01,
+    weight_decay: float = 0.0001,
+    augmentation: bool = False,
+    early_stopping_patience: int | None = None,
     holdout_samples: int = 200,
     min_accuracy: float = 0.8,
     job_timeout_minutes: int = 60,
 ) -> None:
-    create_dataset_snapshot = service_operator(
-        task_id="create_dataset_snapshot",
-        conn_id=TRAINING_CONN_ID,
-        endpoint="/v1/datasets",
-        body={
-            "source": dataset_source,
-            "path": dataset_path,
-            "test_fraction": test_fraction,
-            "seed": seed,
-        },
-        # A cleared run gets back the snapshot it made, not a second one.
-        headers={"Idempotency-Key": "{{ run_id }}"},
-    )
+    @task(multiple_outputs=True)
+    def prepare_dataset(
+        dataset_id: str | None,
+        source: str,
+        path: str | None,
+        count: int | None,
+        image_size: int | None,
+        channels: int | None,
+        test_fraction: float,
+        seed: int,
+    ) -> dict[str, Any]:
+        """The run's dataset: `dataset_id`'s if given, else a new snapshot of `source`."""
+        request = datasets.snapshot_request(
+            source,
+            path=path,
+            count=count,
+            image_size=image_size,
+            channels=channels,
+            test_fraction=test_fraction,
+            seed=seed,
+        )
+        return datasets.prepare_dataset(dataset_id, request, get_current_context()["run_id"])
 
     @task
     def check_training_ready() -> None:
         """The training service can reach MLflow (``/ready``); a 503 fails with its detail."""
         call_service(TRAINING_CONN_ID, "GET", "/ready")
 
+    dataset = prepare_dataset(
+        dataset_id,
+        dataset_source,
+        dataset_path,
+        dataset_count,
+        image_size,
+        channels,
+        test_fraction,
+        seed,
+    )
+
     submit_training_job = service_operator(
         task_id="submit_training_job",
         conn_id=TRAINING_CONN_ID,
         endpoint="/v1/train",
         body={
-            "dataset_id": create_dataset_snapshot.output["dataset_id"],
+            "dataset_id": dataset["dataset_id"],
+            "architecture": architecture,
+            "optimizer": optimizer,
             "epochs": epochs,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
+            "weight_decay": weight_decay,
+            "augmentation": augmentation,
+            "early_stopping_patience": early_stopping_patience,
             "seed": seed,
             "register": True,
         },
@@ -119,11 +216,6 @@ def mlflow_orchestration_pipeline(
     )
 
     @task
-    def fetch_holdout_samples(dataset: dict[str, Any], limit: int) -> dict[str, Any]:
-        """Held-out (test split) digits of the snapshot, with their labels."""
-        return holdout.fetch_holdout_samples(dataset["dataset_id"], limit)
-
-    @task
     def fetch_model_version(job: dict[str, Any]) -> dict[str, Any]:
         """The registered version the job produced, as MLflow's registry describes it."""
         if not job.get("model_version"):
@@ -135,8 +227,15 @@ def mlflow_orchestration_pipeline(
         return version
 
     @task
-    def run_inference(model_version: dict[str, Any], samples: dict[str, Any]) -> dict[str, Any]:
-        """Predict the held-out digits with exactly the new version and score the answers."""
+    def run_inference(
+        model_version: dict[str, Any], dataset: dict[str, Any], limit: int
+    ) -> dict[str, Any]:
+        """Predict `limit` held-out images of the dataset with exactly the new version.
+
+        The images are fetched here, not passed in by XCom: RGB images at 64 px and up make
+        megabytes of JSON, which belong in a request body, not in Airflow's database.
+        """
+        samples = holdout.fetch_holdout_samples(dataset["dataset_id"], limit)
         body = holdout.predict_with_version(samples["instances"], model_version["version"])
         accuracy = holdout_accuracy(body["predictions"], samples["labels"])
         print(f"v{model_version['version']}: accuracy {accuracy:.4f} on {len(samples['labels'])}")
@@ -172,11 +271,9 @@ def mlflow_orchestration_pipeline(
 
     # The operators above are wired by the XComArgs they take; the tasks below, likewise.
     check_training_ready() >> submit_training_job  # a job submitted now could not register
-    dataset = create_dataset_snapshot.output
     job = wait_for_training_job.output
-    samples = fetch_holdout_samples(dataset, holdout_samples)
     model_version = fetch_model_version(job)
-    inference = run_inference(model_version, samples)
+    inference = run_inference(model_version, dataset, holdout_samples)
     validate_pipeline(dataset, job, model_version, inference, min_accuracy)
 
 

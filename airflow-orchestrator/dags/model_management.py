@@ -9,9 +9,11 @@ model `model_name` (default `image-classifier`): promote the version that carrie
 have serving load it, clean up old versions and check serving's health.
 
 1. `list_model_versions`: every version with its tags, and the alias map, from MLflow.
-2. `score_on_staging_holdout`: `holdout_samples` held-out digits of the dataset the staging
+2. `score_on_staging_holdout`: `holdout_samples` held-out images of the dataset the staging
    version was trained on (its `dataset_id` tag; training service), predicted through serving
-   by the staging and by the production version: two accuracies on the same data.
+   by the staging and by the production version: two accuracies on the same data. A
+   production version trained on other classes or another image size or colour (its own
+   dataset says so) cannot take those images: it is not scored, and not compared.
 3. `validate_staging_version`: staging's held-out accuracy must be > `min_accuracy` and no
    worse than production's by more than `max_regression`. A rejected candidate fails this
    task (and alerts); no candidate, or staging == production, is a no-op.
@@ -44,7 +46,7 @@ from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from orchestration import holdout, registry
+from orchestration import datasets, holdout, registry
 from orchestration.alerts import RunSucceededNotifier, task_alert_callbacks
 from orchestration.assets import STAGING_MODEL
 from orchestration.findings import CheckFailed
@@ -52,6 +54,7 @@ from orchestration.live_quality import describe, evaluate_live_quality
 from orchestration.quality_gates import (
     decide_promotion,
     holdout_dataset_id,
+    input_mismatch,
     promotion_finding,
     versions_to_clean,
 )
@@ -132,9 +135,18 @@ def model_management(
             accuracy = holdout.score_version(version["version"], samples)
             return {**version, **held_out, "holdout_accuracy": accuracy}
 
+        def production_scored(version: dict[str, Any]) -> dict[str, Any]:
+            other = holdout_dataset_id(version)
+            if other and other != dataset_id:
+                mismatch = input_mismatch(datasets.describe(dataset_id), datasets.describe(other))
+                if mismatch:
+                    print(f"production v{version['version']} takes other inputs: {mismatch}")
+                    return {**version, "holdout_accuracy": None, "not_comparable": mismatch}
+            return scored(version)
+
         return {
             "candidate": scored(candidate),
-            "production": scored(production) if production else None,
+            "production": production_scored(production) if production else None,
         }
 
     @task

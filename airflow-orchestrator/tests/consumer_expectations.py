@@ -17,6 +17,18 @@ from tests.openapi_contracts import contract
 
 MLFLOW = "/api/2.0/mlflow"
 _VERSION_FIELDS = ("name", "version", "run_id", "status", "creation_timestamp", "aliases")
+# What the pipeline reads of a dataset (POST /v1/datasets and GET /v1/datasets/{id} alike):
+# the gate's outputs, and what prepare_dataset logs and run_inference uses.
+_DATASET_FIELDS = (
+    "dataset_id",
+    "sha256",
+    "n_test",
+    "n_train",
+    "source",
+    "classes",
+    "image_size",
+    "channels",
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +52,17 @@ EXPECTATIONS = (
         "POST",
         "/v1/datasets",
         201,
-        ("dataset_id", "sha256", "n_test"),
-        "pipeline.create_dataset_snapshot (+ quality_gates.PIPELINE_OUTPUTS), simple DAG",
+        _DATASET_FIELDS,
+        "datasets.prepare_dataset (+ quality_gates.PIPELINE_OUTPUTS), simple DAG",
         headers=("Idempotency-Key", "Authorization"),
+    ),
+    Expectation(
+        "training",
+        "GET",
+        "/v1/datasets/{dataset_id}",
+        200,
+        _DATASET_FIELDS,
+        "datasets.prepare_dataset with the dataset_id param (an uploaded dataset)",
     ),
     Expectation(
         "training",
@@ -80,7 +100,7 @@ EXPECTATIONS = (
         "/v1/datasets/{dataset_id}/samples",
         200,
         ("instances", "labels"),
-        "pipeline.fetch_holdout_samples/run_inference, simple.predict_sample_images",
+        "holdout.fetch_holdout_samples (pipeline.run_inference, model_management), simple DAG",
     ),
     Expectation(
         "serving",
@@ -88,7 +108,8 @@ EXPECTATIONS = (
         "/v1/predict",
         200,
         ("predictions", "model.version"),
-        "pipeline.run_inference, simple.predict_sample_images",
+        "holdout.predict_with_version (C x H x W instances, chunked), simple DAG",
+        headers=("Authorization",),  # scope 'predict' (issue #20)
     ),
     Expectation(
         "serving",

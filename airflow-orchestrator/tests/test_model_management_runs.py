@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.notices import run_succeeded
-from tests.stubs.world import World
+from tests.stubs.training_app import SHAPES
+from tests.stubs.world import World, dataset_record
 
 DAG_ID = "model_management"
 
@@ -260,3 +261,29 @@ def test_model_name_and_aliases_are_params_threaded_through_every_call(
         if not r["path"].endswith("/search")
     }
     assert (searches, named) == ({"name='digits'"}, {"digits"})
+
+
+def test_a_candidate_on_other_inputs_is_promoted_without_scoring_production_on_them(
+    run_dag: Any, world: World
+) -> None:
+    # Production learnt 8x8 digits; the team's new staging version learnt 32x32 RGB shapes.
+    production = world.register_scored_version(0.99, aliases=("production",))
+    world.datasets["shapes1"] = dataset_record("shapes1", "archive", SHAPES, 32, 3)
+    staging = world.register_scored_version(
+        0.93, aliases=("staging",), dataset_id="shapes1", classes=SHAPES
+    )
+    _serve(world, production)
+
+    result = run_dag(DAG_ID)
+
+    assert result.state == "success", result.task_states
+    assert world.aliases["production"] == staging
+    scored = result.xcom("score_on_staging_holdout")
+    assert scored["candidate"]["holdout_accuracy"] == 0.93
+    assert scored["production"]["holdout_accuracy"] is None
+    assert "image_size 8 vs 32" in scored["production"]["not_comparable"]
+    # Serving was never asked to score shapes with the digits model (it would answer 422).
+    predicted = {c["body"]["version"] for c in world.calls("serving", "POST", "/v1/predict")}
+    assert predicted == {staging}
+    decision = result.xcom("validate_staging_version")
+    assert any("takes other inputs" in reason for reason in decision["reasons"]), decision

@@ -12,11 +12,10 @@ from tests.stubs.world import TOKEN, World
 
 DAG_ID = "mlflow_orchestration_pipeline"
 TASKS = (
-    "create_dataset_snapshot",
+    "prepare_dataset",
     "check_training_ready",
     "submit_training_job",
     "wait_for_training_job",
-    "fetch_holdout_samples",
     "fetch_model_version",
     "run_inference",
     "validate_pipeline",
@@ -95,7 +94,7 @@ def test_happy_path_trains_scores_and_validates_the_new_version(run_dag: Any, wo
     [train_call] = world.calls("training", "POST", "/v1/train")
     assert train_call["headers"]["idempotency-key"] == result.run_id
     assert train_call["headers"]["authorization"] == f"Bearer {TOKEN}"
-    assert train_call["body"]["dataset_id"] == result.xcom("create_dataset_snapshot")["dataset_id"]
+    assert train_call["body"]["dataset_id"] == result.xcom("prepare_dataset")["dataset_id"]
     assert train_call["body"]["epochs"] == 3
     # Inference asked serving for exactly the new version, on the held-out split.
     [predict_call] = world.calls("serving", "POST", "/v1/predict")
@@ -112,6 +111,7 @@ def test_happy_path_trains_scores_and_validates_the_new_version(run_dag: Any, wo
         "HttpOperator": world.calls("training", "POST", "/v1/train"),
         "job trigger": [r for r in world.requests if r["path"].startswith("/v1/jobs/")],
         "call_service": world.calls("serving", "POST", "/v1/predict")
+        + world.calls("training", "POST", "/v1/datasets")
         + [r for r in world.requests if r["service"] == "mlflow"],
     }
     for sender, calls in by_sender.items():

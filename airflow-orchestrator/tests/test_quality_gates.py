@@ -11,6 +11,7 @@ from orchestration.quality_gates import (
     decide_promotion,
     holdout_accuracy,
     holdout_dataset_id,
+    input_mismatch,
     missing_outputs,
     pipeline_finding,
     pipeline_summary,
@@ -135,7 +136,7 @@ def test_pipeline_gate_reports_every_failure_with_the_numbers() -> None:
 
     assert finding is not None and finding.kind == QUALITY_GATE_FAILED
     assert finding.message == (
-        "missing output create_dataset_snapshot.sha256; job registered v2, MLflow returned v3; "
+        "missing output prepare_dataset.sha256; job registered v2, MLflow returned v3; "
         "serving answered with v1 instead of v3; held-out accuracy 0.5000 < min_accuracy 0.8"
     )
     assert finding.details == {
@@ -208,3 +209,44 @@ def test_gates_do_no_io() -> None:
     }
     allowed = {"__future__", "collections.abc", "dataclasses", "typing", "orchestration.findings"}
     assert imported <= allowed, imported - allowed
+
+
+def test_input_mismatch_names_what_differs_between_two_datasets() -> None:
+    digits = {"classes": [str(i) for i in range(10)], "image_size": 8, "channels": 1}
+    shapes = {"classes": ["circle", "square"], "image_size": 32, "channels": 3}
+    assert input_mismatch(digits, dict(digits)) is None
+    reason = input_mismatch(candidate_data=shapes, production_data=digits)
+    assert reason is not None
+    assert "image_size 8 vs 32" in reason and "channels 1 vs 3" in reason
+    assert input_mismatch({**digits, "image_size": 16}, digits) == "image_size 8 vs 16"
+
+
+def test_a_production_version_on_other_inputs_does_not_block_the_candidate() -> None:
+    candidate = {"version": "4", "holdout_accuracy": 0.93}
+    production = {"version": "3", "holdout_accuracy": None, "not_comparable": "image_size 8 vs 32"}
+    decision = decide_promotion(candidate, production, min_accuracy=0.8, max_regression=0.02)
+    assert decision.promote
+    assert decision.reasons[1] == (
+        "production v3 takes other inputs (image_size 8 vs 32): not compared"
+    )
+    # The candidate's own gate still applies.
+    weak = {"version": "4", "holdout_accuracy": 0.5}
+    assert not decide_promotion(weak, production, min_accuracy=0.8, max_regression=0.02).promote
+
+
+def test_snapshot_request_sends_the_options_that_are_set() -> None:
+    from orchestration.datasets import snapshot_request
+
+    assert snapshot_request("digits") == {"source": "digits", "test_fraction": 0.2, "seed": 42}
+    assert snapshot_request("shapes", count=500, image_size=64, channels=3, seed=1) == {
+        "source": "shapes",
+        "test_fraction": 0.2,
+        "seed": 1,
+        "count": 500,
+        "image_size": 64,
+        "channels": 3,
+    }
+    # Not dropped: the service answers 422 "digits are 8x8 grayscale", which the user sees.
+    assert snapshot_request("digits", image_size=32)["image_size"] == 32
+    with pytest.raises(ValueError, match="unknown dataset_source 'imagenet'"):
+        snapshot_request("imagenet")

@@ -16,7 +16,7 @@ from orchestration.findings import QUALITY_GATE_FAILED, Finding
 # What each step of mlflow_orchestration_pipeline must hand over for the run to count as a
 # pipeline that worked end to end (task id -> keys of its XCom).
 PIPELINE_OUTPUTS = {
-    "create_dataset_snapshot": ["dataset_id", "sha256", "n_test"],
+    "prepare_dataset": ["dataset_id", "sha256", "n_test"],
     "wait_for_training_job": ["job_id", "status", "model_version", "metrics"],
     "fetch_model_version": ["name", "version", "run_id"],
     "run_inference": ["version", "accuracy", "n_samples"],
@@ -57,7 +57,7 @@ def pipeline_finding(
     serving agree on the version, and held-out accuracy >= ``min_accuracy``. None when it passes.
     """
     outputs = {
-        "create_dataset_snapshot": dataset,
+        "prepare_dataset": dataset,
         "wait_for_training_job": job,
         "fetch_model_version": model_version,
         "run_inference": inference,
@@ -122,6 +122,21 @@ def holdout_dataset_id(version: dict[str, Any]) -> str | None:
     return (version.get("tags") or {}).get("dataset_id") or None
 
 
+def input_mismatch(candidate_data: dict[str, Any], production_data: dict[str, Any]) -> str | None:
+    """Why production cannot be scored on the candidate's held-out data, or None when it can.
+
+    Each argument is the dataset a version was trained on (``GET /v1/datasets/{id}``). A
+    version trained on other classes or another image size or colour (the team moved from
+    digits to its own photos) takes other inputs: there is nothing to compare it with.
+    """
+    differences = [
+        f"{key} {production_data.get(key)} vs {candidate_data.get(key)}"
+        for key in ("classes", "image_size", "channels")
+        if production_data.get(key) != candidate_data.get(key)
+    ]
+    return "; ".join(differences) or None
+
+
 def decide_promotion(
     candidate: dict[str, Any] | None,
     production: dict[str, Any] | None,
@@ -168,7 +183,13 @@ def decide_promotion(
         )
     if reasons:
         return PromotionDecision(False, version, prod_version, reasons, rejected=True)
-    return PromotionDecision(True, version, prod_version, [f"{staged} passes all gates"])
+    passed = [f"{staged} passes all gates"]
+    if production and production.get("not_comparable"):
+        passed.append(
+            f"{production_alias} v{prod_version} takes other inputs "
+            f"({production['not_comparable']}): not compared"
+        )
+    return PromotionDecision(True, version, prod_version, passed)
 
 
 def promotion_finding(

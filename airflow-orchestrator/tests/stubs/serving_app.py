@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -32,16 +33,19 @@ def create_serving_app(world: World) -> FastAPI:
         if version is None or version not in world.versions:
             world.serving_traffic.append(("POST", "/v1/predict", 404, 0.001))
             raise HTTPException(404, f"model {world.model_name!r} has no version {version!r}")
-        # The stub 'model' reads the label from the mean pixel, then errs on a share of inputs.
-        truth = [int(sum(map(sum, image)) / 64 * 10) for image in request.instances]
+        # The stub 'model' reads the label from the mean pixel (an index into the version's
+        # classes), then errs on a share of inputs.
+        classes = version_classes(world, version)
+        truth = [int(mean_pixel(image) * 10) for image in request.instances]
         wrong = round(len(truth) * (1 - world.version_quality.get(version, 1.0)))
         predictions = [
-            str((label + 1) % 10) if i < wrong else str(label) for i, label in enumerate(truth)
+            classes[(label + 1) % len(classes)] if i < wrong else classes[label]
+            for i, label in enumerate(truth)
         ]
         world.serving_traffic.append(("POST", "/v1/predict", 200, time.perf_counter() - started))
         return {
             "predictions": predictions,
-            "probabilities": [[0.1] * 10 for _ in predictions],
+            "probabilities": [[1 / len(classes)] * len(classes) for _ in predictions],
             "prediction_ids": [f"stub{len(world.serving_traffic)}-{i}" for i in range(len(truth))],
             "model": {
                 "name": world.model_name,
@@ -63,6 +67,16 @@ def create_serving_app(world: World) -> FastAPI:
             "metrics": {},
             "classes": [str(i) for i in range(10)] if loaded else None,
             "input_shape": [1, 8, 8] if loaded else None,
+            "preprocessing": {
+                "image_size": 8,
+                "channels": 1,
+                "color_mode": "L",
+                "resize": "bilinear",
+                "scale": 255.0,
+                "normalize_in_model": True,
+            }
+            if loaded
+            else None,
             "registry": "reachable",
             "last_error": None,
             "refused_versions": {},
@@ -87,6 +101,26 @@ def create_serving_app(world: World) -> FastAPI:
         return render_metrics(world)
 
     return app
+
+
+def mean_pixel(image: Any) -> float:
+    """Mean of a nested list of numbers (H x W, C x H x W, ...)."""
+    values: list[float] = []
+    stack = [image]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            values.append(float(item))
+    return sum(values) / len(values)
+
+
+def version_classes(world: World, version: str) -> list[str]:
+    """The class names a version was tagged with (as the training service tags them)."""
+    tags = {t["key"]: t["value"] for t in world.versions[version]["tags"]}
+    classes: list[str] = json.loads(tags["classes"])
+    return classes
 
 
 def live_section(world: World) -> dict[str, Any]:

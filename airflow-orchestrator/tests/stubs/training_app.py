@@ -1,5 +1,10 @@
 """Stub of ml-training-service: datasets, held-out samples, idempotent training jobs, /ready.
 
+Datasets come in the provider's shapes: digits are 8x8 grayscale, shapes 32x32 RGB by default
+(``image_size``/``channels`` as asked), and ``world.add_uploaded_dataset`` stands for an
+archive uploaded before the run. Held-out samples are C x H x W lists whose mean pixel encodes
+the label, which the serving stub reads back.
+
 Idempotency as the service has it: the same ``Idempotency-Key`` and body give the same
 snapshot or job; a key whose job failed or was cancelled starts a new job.
 """
@@ -14,12 +19,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tests.stubs.common import instrument
-from tests.stubs.world import Job, World
+from tests.stubs.world import Job, World, dataset_record
+
+SHAPES = ["circle", "cross", "square", "star", "triangle"]
 
 
 class DatasetRequest(BaseModel):
     source: str = "digits"
     path: str | None = None
+    count: int | None = None
+    image_size: int | None = None
+    channels: int | None = None
     test_fraction: float = 0.2
     seed: int = 42
     noise: float = 0.0
@@ -27,17 +37,25 @@ class DatasetRequest(BaseModel):
 
 class TrainRequest(BaseModel):
     dataset_id: str | None = None
+    architecture: str = "small_cnn"
+    optimizer: str = "adamw"
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 0.01
+    weight_decay: float = 0.0001
+    augmentation: bool = False
+    early_stopping_patience: int | None = None
     seed: int = 42
     # "register" would shadow a BaseModel attribute: keep the wire name as an alias.
     register_model: bool = Field(default=True, alias="register")
 
 
-def sample_image(label: int) -> list[list[float]]:
-    """An 8x8 'digit' whose mean pixel encodes its label, so the serving stub can read it."""
-    return [[(label + 0.5) / 10] * 8 for _ in range(8)]
+ARCHITECTURES = ("small_cnn", "resnet18")  # the provider's TrainRequest.architecture enum
+
+
+def sample_image(label: int, channels: int = 1, size: int = 8) -> list[list[list[float]]]:
+    """A C x H x W image whose mean pixel encodes its label, so the serving stub can read it."""
+    return [[[(label + 0.5) / 10] * size for _ in range(size)] for _ in range(channels)]
 
 
 def create_training_app(world: World) -> FastAPI:
@@ -46,28 +64,31 @@ def create_training_app(world: World) -> FastAPI:
 
     def new_dataset(request: DatasetRequest) -> dict[str, Any]:
         dataset_id = uuid.uuid4().hex[:12]
-        world.datasets[dataset_id] = {
-            "dataset_id": dataset_id,
-            "source": request.source,
-            "n_train": 1437,
-            "n_test": 360,
-            "classes": [str(i) for i in range(10)],
-            "image_shape": [8, 8],
-            "sha256": "ab" * 32,
-            "created_at": "2026-11-26T00:00:00Z",
-            "path": request.path,
-            "test_fraction": request.test_fraction,
-            "seed": request.seed,
-            "noise": request.noise,
-        }
+        if request.source == "shapes":
+            classes, size, channels = SHAPES, request.image_size or 32, request.channels or 3
+        else:
+            classes, size, channels = [str(i) for i in range(10)], 8, 1
+        world.datasets[dataset_id] = dataset_record(
+            dataset_id,
+            request.source,
+            classes,
+            size,
+            channels,
+            path=request.path,
+            test_fraction=request.test_fraction,
+            seed=request.seed,
+            noise=request.noise,
+        )
         return world.datasets[dataset_id]
 
     @app.post("/v1/datasets", status_code=201, response_model=None)
     def create_dataset(
         request: DatasetRequest, idempotency_key: str | None = Header(default=None)
     ) -> dict[str, Any] | JSONResponse:
-        if request.source not in ("digits", "folder"):
+        if request.source not in ("digits", "folder", "shapes"):
             raise HTTPException(422, f"unknown source {request.source!r}")
+        if request.source == "digits" and (request.image_size or request.channels):
+            raise HTTPException(422, "digits are 8x8 grayscale: leave image_size, channels out")
         if idempotency_key and idempotency_key in world.dataset_idempotency:
             # Same key and body: the same snapshot again, answered 200 (a replay), not 201.
             known_body, known_id = world.dataset_idempotency[idempotency_key]
@@ -82,16 +103,26 @@ def create_training_app(world: World) -> FastAPI:
             )
         return dataset
 
+    @app.get("/v1/datasets/{dataset_id}")
+    def get_dataset(dataset_id: str) -> dict[str, Any]:
+        if dataset_id not in world.datasets:
+            detail = f"no dataset {dataset_id!r}: create one with POST /v1/datasets"
+            raise HTTPException(404, detail)
+        return world.datasets[dataset_id]
+
     @app.get("/v1/datasets/{dataset_id}/samples")
     def samples(dataset_id: str, split: str = "test", limit: int = 100) -> dict[str, Any]:
         if dataset_id not in world.datasets:
             raise HTTPException(404, f"dataset {dataset_id!r} not found")
-        labels = [i % 10 for i in range(limit)]
+        dataset = world.datasets[dataset_id]
+        classes = dataset.get("classes") or [str(i) for i in range(10)]
+        shape = (dataset.get("channels", 1), dataset.get("image_size", 8))
+        labels = [i % len(classes) for i in range(limit)]
         return {
             "dataset_id": dataset_id,
             "split": split,
-            "instances": [sample_image(label) for label in labels],
-            "labels": [str(label) for label in labels],
+            "instances": [sample_image(label, *shape) for label in labels],
+            "labels": [classes[label] for label in labels],
         }
 
     @app.post("/v1/train", status_code=202)
@@ -109,6 +140,8 @@ def create_training_app(world: World) -> FastAPI:
             return JSONResponse(_accepted(known), status_code=202)  # the same job, as accepted
         if request.dataset_id is not None and request.dataset_id not in world.datasets:
             raise HTTPException(422, f"dataset {request.dataset_id!r} not found")
+        if request.architecture not in ARCHITECTURES:
+            raise HTTPException(422, f"unknown architecture {request.architecture!r}")
         dataset_id = request.dataset_id or new_dataset(DatasetRequest())["dataset_id"]
         job = Job(
             job_id=uuid.uuid4().hex[:12],
@@ -151,8 +184,9 @@ def _finish(world: World, job: Job) -> None:
         job.status, job.error = "failed", world.job_error
         return
     job.status = "succeeded"
+    classes = (world.datasets.get(job.dataset_id or "") or {}).get("classes")
     job.model_version = world.register_version(
-        world.new_version_accuracy, aliases=("staging",), dataset_id=job.dataset_id
+        world.new_version_accuracy, aliases=("staging",), dataset_id=job.dataset_id, classes=classes
     )
 
 
@@ -162,7 +196,7 @@ def _job_body(world: World, job: Job) -> dict[str, Any]:
         "job_id": job.job_id,
         "status": job.status,
         "progress": {"epoch": job.polls, "epochs": job.body["epochs"]},
-        "params": {k: job.body[k] for k in ("epochs", "batch_size", "learning_rate", "seed")},
+        "params": {k: v for k, v in job.body.items() if k not in ("dataset_id", "register")},
         "register": job.body["register"],
         "metrics": {
             "test_accuracy": world.new_version_accuracy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,34 @@ from typing import Any
 MODEL_NAME = "image-classifier"
 TOKEN = "test-token"
 DAY_MS = 24 * 3600 * 1000
+
+
+def dataset_record(
+    dataset_id: str, source: str, classes: list[str], size: int, channels: int, **extra: Any
+) -> dict[str, Any]:
+    """A ``DatasetPublic`` body as the provider answers it."""
+    n_test = extra.pop("n_test", 360)
+    n_train = extra.pop("n_train", 1437)
+    return {
+        "dataset_id": dataset_id,
+        "source": source,
+        "n_train": n_train,
+        "n_test": n_test,
+        "classes": classes,
+        "class_counts": {name: (n_train + n_test) // len(classes) for name in classes},
+        "image_shape": [size, size],
+        "image_size": size,
+        "channels": channels,
+        "mean": [0.5] * channels,
+        "std": [0.25] * channels,
+        "sha256": "ab" * 32,
+        "created_at": "2026-11-26T00:00:00Z",
+        "path": None,
+        "test_fraction": 0.2,
+        "seed": 42,
+        "noise": 0.0,
+        **extra,
+    }
 
 
 @dataclass
@@ -76,12 +105,15 @@ class World:
         age_days: float = 0.0,
         aliases: tuple[str, ...] = (),
         dataset_id: str | None = None,
+        classes: list[str] | None = None,
     ) -> str:
         """A version tagged as the training service tags it (``test_accuracy``, ``dataset_id``)."""
         version = str(len(self.versions) + 1)
         if dataset_id is None:  # trained on a snapshot of its own
             dataset_id = f"ds{version}"
-            self.datasets[dataset_id] = {"dataset_id": dataset_id}
+            self.datasets[dataset_id] = dataset_record(
+                dataset_id, "digits", classes or [str(i) for i in range(10)], 8, 1
+            )
         self.versions[version] = {
             "name": self.model_name,
             "version": version,
@@ -92,7 +124,7 @@ class World:
             "tags": [
                 {"key": "test_accuracy", "value": str(accuracy)},
                 {"key": "dataset_id", "value": dataset_id},
-                {"key": "classes", "value": '["0","1","2","3","4","5","6","7","8","9"]'},
+                {"key": "classes", "value": json.dumps(classes or [str(i) for i in range(10)])},
             ],
         }
         self.version_quality.setdefault(version, 1.0)
