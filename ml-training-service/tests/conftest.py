@@ -8,7 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import AUTH, ServiceProcess, free_port, start_mlflow_server, stop_process_group
+from support import (
+    API_TOKENS,
+    AUTH,
+    ServiceProcess,
+    free_port,
+    start_mlflow_server,
+    stop_process_group,
+)
 
 from training_service.data import DatasetStore
 from training_service.jobs.store import JobStore
@@ -27,11 +34,12 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def service(mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The service as a process, with a bearer token and a small queue (2) to test limits."""
+    """The service as a process, with API_TOKEN, two named tokens of one scope each, and a
+    small queue (2) to test limits."""
     data_dir = tmp_path_factory.mktemp("training-data")
     process = ServiceProcess(
         data_dir,
-        {"MLFLOW_TRACKING_URI": mlflow_uri, "MAX_QUEUED_JOBS": "2"},
+        {"MLFLOW_TRACKING_URI": mlflow_uri, "MAX_QUEUED_JOBS": "2", "API_TOKENS": API_TOKENS},
         data_dir.parent / "service.log",
     ).start()
     try:

@@ -22,6 +22,9 @@ with (ROOT / "pyproject.toml").open("rb") as _pyproject:
     PYPROJECT_VERSION: str = tomllib.load(_pyproject)["project"]["version"]
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Named tokens of the shared test service (API_TOKENS) beside API_TOKEN, one scope each.
+SCOPED_TOKENS = {"train": "trainer-token", "admin": "admin-token"}
+API_TOKENS = f"trainer:train:{SCOPED_TOKENS['train']};janitor:admin:{SCOPED_TOKENS['admin']}"
 
 
 def free_port() -> int:

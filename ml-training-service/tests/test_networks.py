@@ -29,11 +29,11 @@ def make(architecture: str, channels: int, size: int, seed: int = 0) -> torch.nn
 
 
 def test_the_builtin_networks_are_registered_default_first() -> None:
-    assert network_names()[:2] == ["small_cnn", "resnet18"]
+    assert network_names()[:4] == ["small_cnn", "resnet18", "resnet8", "resnet20"]
     assert networks.DEFAULT_ARCHITECTURE == "small_cnn"
 
 
-@pytest.mark.parametrize("architecture", ["small_cnn", "resnet18"])
+@pytest.mark.parametrize("architecture", ["small_cnn", "resnet18", "resnet8", "resnet20"])
 @pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 32), (3, 64), (1, 28)])
 def test_networks_map_any_size_and_channels_to_logits(
     architecture: str, channels: int, size: int
@@ -50,6 +50,23 @@ def test_resnet18_is_the_usual_resnet18() -> None:
     # torchvision's resnet18 has 11,689,512 parameters with 1000 classes.
     assert sum(p.numel() for p in body.parameters()) == 11_689_512
     assert len(body.stages) == 8  # BasicBlock x [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks", "parameters"), [("resnet8", 3, 75_290), ("resnet20", 9, 269_722)]
+)
+def test_cifar_resnets_are_he_et_al_2016s(name: str, blocks: int, parameters: int) -> None:
+    body = load_builder(name)(3, 32, 10)
+    # Section 4.2: 6n+2 weighted layers, 16-32-64 filters, option-A (parameter-free)
+    # shortcuts; ResNet-20 has 0.27M parameters on CIFAR-10.
+    convs = [m for m in body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) + 1 == 6 * (blocks // 3) + 2 and len(body.stages) == blocks
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert sum(p.numel() for p in body.parameters()) == parameters
+    sides = []
+    body.stages.register_forward_hook(lambda _m, _i, out: sides.append(out.shape[1:]))
+    body.eval()(torch.rand(1, 3, 32, 32))
+    assert sides == [torch.Size([64, 8, 8])]
 
 
 def test_small_cnn_on_digits_is_the_network_of_0_1() -> None:
@@ -85,7 +102,9 @@ def test_a_classifier_needs_two_classes() -> None:
 
 
 def test_unknown_names_list_the_registered_ones() -> None:
-    with pytest.raises(UnknownNetworkError, match="choose one of: small_cnn, resnet18"):
+    with pytest.raises(
+        UnknownNetworkError, match="choose one of: small_cnn, resnet18, resnet8, resnet20"
+    ):
         check_architecture("vgg16")
 
 

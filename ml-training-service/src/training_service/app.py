@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from training_service import SERVICE_NAME, __version__
 from training_service.api.routes import datasets, operations, training
+from training_service.auth import Tokens
 from training_service.config import Settings, get_settings
 from training_service.data import DatasetStore
 from training_service.data import warm_up as data_warm_up
 from training_service.dataset_keys import DatasetKeys
+from training_service.guard import RequestGuard
 from training_service.jobs.executors import InlineJobExecutor, JobExecutor, ProcessJobExecutor
 from training_service.jobs.records import TrainingDefaults
 from training_service.jobs.runner import JobRunner
@@ -44,9 +46,26 @@ def _describe_validation_error(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _announce_security(settings: Settings, tokens: Tokens) -> None:
+    """Log which tokens (names and scopes, never values) guard the mutating routes."""
+    if settings.mlflow_tracking_password_file is not None and settings.mlflow_tracking_password:
+        # MLflow's client (here and in spawned workers) reads its password from the environment.
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+            settings.mlflow_tracking_password.get_secret_value()
+        )
+    if tokens.empty:
+        log.warning(
+            "no API_TOKEN or API_TOKENS configured: POST /v1/datasets, /v1/train and job "
+            "cancels are open to anyone who reaches this port (ENVIRONMENT=local)"
+        )
+    else:
+        log.info("bearer tokens configured: %s", tokens.describe())
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    _announce_security(settings, app.state.tokens)
     datasets = DatasetStore(settings.datasets_dir)
     store = JobStore(settings.jobs_db_path)
     defaults = TrainingDefaults(
@@ -120,7 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Trains a PyTorch image classifier and registers it in MLflow.",
         lifespan=lifespan,
     )
-    app.state.settings = settings or get_settings()
+    settings = settings or get_settings()
+    app.state.settings = settings
+    app.state.tokens = settings.tokens()
+    # The guard runs inside telemetry: its 400s and 413s are counted and logged like others.
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, hosts=settings.host_names()
+    )
     app.add_middleware(TelemetryMiddleware)
     app.include_router(operations.router)
     app.include_router(datasets.router)

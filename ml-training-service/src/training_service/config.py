@@ -7,6 +7,16 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from training_service.auth import Tokens
+
+# Secret settings that may also come from a file (`<NAME>_FILE`, as Docker and Kubernetes
+# mount secrets): the file's content, trailing newline stripped, becomes the value.
+SECRET_FILE_SETTINGS = ("api_token", "api_tokens", "mlflow_tracking_password")
+# JSON request bodies above this are refused (413) unread. The largest valid JSON body, a
+# `generated` dataset request or a training request, is well under 1 KB; archive uploads
+# have their own cap (MAX_ARCHIVE_BYTES).
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
 
 class Settings(BaseSettings):
     """Every knob of the service; the README documents each one."""
@@ -15,7 +25,21 @@ class Settings(BaseSettings):
 
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     # SecretStr: never printed in reprs, logs or validation errors.
+    # One token holding every scope (train, admin).
     api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    # Named tokens with scopes, `<name>:<scope>[,<scope>...]:<token>` separated by `;` or
+    # newlines (see auth.py), e.g. `orchestrator:train,admin:<token>`.
+    api_tokens: SecretStr | None = None
+    api_tokens_file: Path | None = None
+    # MLflow's basic-auth password: from a file, it is handed to the MLflow client as
+    # MLFLOW_TRACKING_PASSWORD at start-up.
+    mlflow_tracking_password: SecretStr | None = None
+    mlflow_tracking_password_file: Path | None = None
+    # Host header names answered (comma list, any port); "*" answers every name.
+    allowed_hosts: str = "*"
+    # Request bodies above this are a 413 before they are read (archive uploads: see below).
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     environment: str = "production"
     model_name: str = "image-classifier"
     experiment: str = "image-classification"
@@ -57,18 +81,49 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
+    def _read_secret_files(self) -> Self:
+        for name in SECRET_FILE_SETTINGS:
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            variable = name.upper()
+            if getattr(self, name) is not None:
+                raise ValueError(f"both {variable} and {variable}_FILE are set: set only one")
+            try:
+                value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ValueError(f"{variable}_FILE={path} cannot be read ({reason})") from None
+            setattr(self, name, SecretStr(value))
+        return self
+
+    @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:
+        # A malformed API_TOKENS entry stops the service here, naming the entry (not its token).
         # Fail fast: an unauthenticated training API must be an explicit local-only choice.
-        if not self.token and self.environment != "local":
+        if self.tokens().empty and self.environment != "local":
             raise ValueError(
-                "API_TOKEN is not set: set API_TOKEN to a secret, or set ENVIRONMENT=local "
-                "to run without authentication on a development machine"
+                "API_TOKEN is not set: set API_TOKEN or API_TOKENS (or their *_FILE) to a "
+                "secret, or set ENVIRONMENT=local to run without authentication on a "
+                "development machine"
             )
         return self
 
+    def tokens(self) -> Tokens:
+        """The configured tokens (API_TOKEN holds every scope); empty means open (local)."""
+        return Tokens.parse(
+            self.api_token.get_secret_value() if self.api_token else None,
+            self.api_tokens.get_secret_value() if self.api_tokens else None,
+        )
+
+    def host_names(self) -> frozenset[str] | None:
+        """ALLOWED_HOSTS as lower-case names, or None for "*" (every name)."""
+        names = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        return None if not names or "*" in names else frozenset(names)
+
     @property
     def token(self) -> str | None:
-        """The API token in clear text, or None when auth is disabled (local only)."""
+        """API_TOKEN in clear text, or None when it is not set."""
         return self.api_token.get_secret_value() if self.api_token else None
 
     @property

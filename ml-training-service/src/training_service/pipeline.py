@@ -76,7 +76,8 @@ def run_training_pipeline(
                 on_epoch(epoch)
 
         def save_checkpoint(state: dict[str, Any]) -> None:
-            assert checkpoint is not None
+            if checkpoint is None:
+                raise RuntimeError("save_checkpoint called for a job without a checkpoint")
             checkpoint.save({**state, "run_id": run.run_id})
 
         result = fit(

@@ -118,7 +118,7 @@ def test_invalid_json_is_422(authed: httpx.Client) -> None:
 def test_creating_a_dataset_needs_the_token(client: httpx.Client, headers: dict) -> None:
     response = client.post("/v1/datasets", json={"source": "digits"}, headers=headers)
     assert response.status_code == 401
-    assert "API_TOKEN" in response.json()["detail"]
+    assert "scope 'train'" in response.json()["detail"]
     assert response.headers["www-authenticate"] == "Bearer"
 
 

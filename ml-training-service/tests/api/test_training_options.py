@@ -39,7 +39,7 @@ def test_bad_options_say_what_to_fix(authed: httpx.Client, payload: Any, fragmen
 def test_the_openapi_document_lists_the_networks(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()["components"]["schemas"]["TrainRequest"]
     architecture = schema["properties"]["architecture"]
-    assert architecture["enum"] == ["small_cnn", "resnet18"]
+    assert architecture["enum"] == ["small_cnn", "resnet18", "resnet8", "resnet20"]
     assert architecture["default"] == "small_cnn"
     assert schema["properties"]["optimizer"]["enum"] == ["adamw", "adam", "sgd"]
 

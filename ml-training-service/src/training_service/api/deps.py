@@ -1,13 +1,14 @@
-"""Shared request wiring: settings, stores, the job runner, request headers, bearer-token auth."""
+"""Shared request wiring: settings, stores, the job runner, request headers, token scopes."""
 
 from __future__ import annotations
 
-import secrets
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPBearer
 
+from training_service.auth import Tokens
 from training_service.config import Settings
 from training_service.data import DatasetStore
 from training_service.dataset_keys import DatasetKeys
@@ -57,29 +58,31 @@ IdempotencyKeyDep = Annotated[
     ),
 ]
 
-_bearer = HTTPBearer(auto_error=False, description="API_TOKEN of the service.")
+# Declares the bearer scheme in the OpenAPI document; the check itself is auth.Tokens.
+_bearer = HTTPBearer(
+    auto_error=False, description="A token of API_TOKEN (every scope) or API_TOKENS (named)."
+)
 
 
-def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Mutating endpoints need `Authorization: Bearer <API_TOKEN>` when API_TOKEN is set."""
-    expected = settings.token
-    if not expected:
-        return
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token: send 'Authorization: Bearer <API_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid bearer token: use the service's API_TOKEN",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def check_scope(request: Request, scope: str) -> None:
+    """401 unless the request carries a configured token, 403 unless it holds `scope`."""
+    tokens: Tokens = request.app.state.tokens
+    authorization = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
+    refusal = tokens.check(authorization, scope, f"{request.method} {request.url.path}")
+    if refusal is not None:
+        raise HTTPException(refusal.status, refusal.detail, headers=refusal.headers)
 
 
-Authorized = Depends(require_token)
+def requires(scope: str) -> Callable[..., Awaitable[None]]:
+    """A dependency checking `scope`; it also marks the route bearer-protected in OpenAPI."""
+
+    async def dependency(request: Request, _: Annotated[Any, Depends(_bearer)]) -> None:
+        check_scope(request, scope)
+
+    return dependency
+
+
+#: POST /v1/datasets and POST /v1/train.
+TrainScope = Depends(requires("train"))
+#: Cancelling a job.
+AdminScope = Depends(requires("admin"))

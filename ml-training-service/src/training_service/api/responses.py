@@ -17,7 +17,18 @@ def error(status_code: int, description: str) -> Responses:
     return {status_code: {"model": ErrorResponse, "description": description}}
 
 
-UNAUTHORIZED = error(401, "Missing or wrong bearer token (API_TOKEN)")
+UNAUTHORIZED = error(401, "Missing or unknown bearer token (see API_TOKEN, API_TOKENS)")
+
+
+def forbidden(scope: str) -> Responses:
+    return error(403, f"The bearer token lacks scope '{scope}'")
+
+
+#: The answers of a route that needs a token with `scope`.
+def needs_scope(scope: str) -> Responses:
+    return {**UNAUTHORIZED, **forbidden(scope)}
+
+
 INVALID = error(422, "Invalid input: the detail names each field to fix")
 
 

@@ -130,7 +130,8 @@ class _Reader:
         if not data:
             return
         if self.part == "":
-            assert self.file is not None
+            if self.file is None:
+                raise RuntimeError("the file part is being written but no file is open")
             self.upload.size += len(data)
             if self.upload.size > self.max_file_bytes:
                 raise too_large(self.max_file_bytes)

@@ -23,6 +23,8 @@ DEFAULT_ARCHITECTURE = "small_cnn"
 NETWORKS: dict[str, str] = {
     "small_cnn": "training_service.networks.small_cnn:build",
     "resnet18": "training_service.networks.resnet:build_resnet18",
+    "resnet8": "training_service.networks.cifar_resnet:build_resnet8",
+    "resnet20": "training_service.networks.cifar_resnet:build_resnet20",
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -21,13 +21,13 @@ from training_service.api.dataset_schemas import (
     DatasetSamples,
 )
 from training_service.api.deps import (
-    Authorized,
     DatasetKeysDep,
     DatasetsDep,
     IdempotencyKeyDep,
     SettingsDep,
+    TrainScope,
 )
-from training_service.api.responses import UNAUTHORIZED, error, errors
+from training_service.api.responses import error, errors, needs_scope
 from training_service.api.uploads import receive_upload
 from training_service.config import Settings
 from training_service.data import (
@@ -44,6 +44,7 @@ from training_service.jobs.records import IdempotencyConflictError, request_fing
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 NOT_FOUND = errors(error(404, "No dataset with this id"))
+NOT_JSON = "request body is not valid JSON"
 _UPLOAD_SCHEMA = {
     **ArchiveOptions.model_json_schema(),
     "title": "DatasetUpload",
@@ -137,8 +138,11 @@ async def _run(
 async def _create_from_json(
     request: Request, settings: Settings, datasets: DatasetStore, keys: DatasetKeys, key: str | None
 ) -> tuple[DatasetPublic, bool]:
+    raw = await request.body()
     try:
-        body = DatasetCreate.model_validate_json(await request.body())
+        body = DatasetCreate.model_validate_json(raw.decode("utf-8"))
+    except UnicodeDecodeError:  # the answer FastAPI-parsed bodies get too (app.py)
+        raise HTTPException(422, f"{NOT_JSON}: send UTF-8 encoded JSON") from None
     except ValidationError as exc:
         raise _validation_error(exc, "body") from None
     if body.source != "folder" and body.path is not None:
@@ -235,10 +239,10 @@ async def _create_from_upload(
         "archive is a 409. Keys are stored under DATA_DIR and survive restarts."
     ),
     response_model=DatasetPublic,
-    dependencies=[Authorized],
+    dependencies=[TrainScope],
     responses=errors(
         {200: {"model": DatasetPublic, "description": "Replay: the key's existing snapshot"}},
-        UNAUTHORIZED,
+        needs_scope("train"),
         error(409, "Idempotency-Key reused with another body or archive"),
         error(413, "Over a size limit: the detail names the setting"),
     ),

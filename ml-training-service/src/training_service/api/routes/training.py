@@ -7,8 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from training_service.api.deps import Authorized, IdempotencyKeyDep, RequestIdDep, RunnerDep
-from training_service.api.responses import UNAUTHORIZED, error, errors
+from training_service.api.deps import (
+    AdminScope,
+    IdempotencyKeyDep,
+    RequestIdDep,
+    RunnerDep,
+    TrainScope,
+)
+from training_service.api.responses import error, errors, needs_scope
 from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
 from training_service.data import DatasetNotFoundError
 from training_service.jobs.records import (
@@ -46,10 +52,11 @@ def _job_not_found(job_id: str) -> HTTPException:
         "body is a 409."
     ),
     response_model=JobAccepted,
-    dependencies=[Authorized],
+    dependencies=[TrainScope],
     responses=errors(
-        UNAUTHORIZED,
+        needs_scope("train"),
         error(409, "Idempotency-Key reused with another body"),
+        error(413, "Body over MAX_BODY_BYTES"),
         error(429, "Queue full; retry after Retry-After seconds"),
     ),
 )
@@ -134,10 +141,10 @@ async def get_job(job_id: str, runner: RunnerDep) -> JobPublic:
     summary="Cancel a queued job, or stop a running one at its next batch",
     response_model=JobPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[Authorized],
+    dependencies=[AdminScope],
     responses=errors(
         {200: {"model": JobPublic, "description": "The queued job is cancelled"}},
-        UNAUTHORIZED,
+        needs_scope("admin"),
         error(404, "No job with this id"),
         error(409, "The job already finished"),
     ),
