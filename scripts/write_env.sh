@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Write .env from .env.example: every empty KEY= line gets a random secret (hex for passwords
 # and tokens, safe inside URLs, 48 characters: above MLflow's 12 for its admin; url-safe
-# base64 of 32 bytes for the Fernet key), e.g. the MLflow and Airflow logins' passwords. An existing
+# base64 of 32 bytes for the Fernet key), e.g. the MLflow and Airflow logins' passwords and the
+# services' ORCHESTRATOR_TOKEN and CLIENT_TOKEN. An existing
 # .env is kept as it is, and only keys it lacks (added to .env.example since) are appended,
 # so `make env` after an upgrade never changes a secret a running stack depends on.
 set -euo pipefail

@@ -27,7 +27,8 @@ def hello_world() -> None:
     @task
     def say_hello(params: dict | None = None) -> str:
         """Build the greeting; its return value is the task's XCom."""
-        assert params is not None
+        if params is None:
+            raise RuntimeError("say_hello ran without the DAG's params")
         return f"Hello, {params['name']}!"
 
     echo_greeting = BashOperator(

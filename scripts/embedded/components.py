@@ -98,7 +98,7 @@ def mlflow_login(cfg: StackConfig, username: str) -> dict[str, str]:
 def airflow_env(cfg: StackConfig) -> dict[str, str]:
     """Airflow's configuration for the embedded stack, all by environment variables."""
     home = cfg.home / "airflow"
-    token = cfg.secret("api_token")
+    token = cfg.orchestrator_token()  # scoped: the services' API_TOKENS entry `orchestrator`
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow-orchestrator" / "dags"),
@@ -216,6 +216,7 @@ def components(cfg: StackConfig) -> list[Component]:
             {
                 **service_env,
                 **mlflow_login(cfg, "training"),
+                "API_TOKENS": f"orchestrator:train,admin:{cfg.orchestrator_token()}",
                 "PORT": str(cfg.training_port),
                 "DATA_DIR": str(data / "training"),
                 "PYTHONPATH": str(ROOT / "ml-training-service" / "src"),
@@ -229,6 +230,10 @@ def components(cfg: StackConfig) -> list[Component]:
             {
                 **service_env,
                 **mlflow_login(cfg, "serving"),
+                "API_TOKENS": f"orchestrator:predict,admin:{cfg.orchestrator_token()}",
+                # The embedded local default only: predictions need no token (never in
+                # docker-compose.yml or Kubernetes); feedback and reload still need API_TOKEN.
+                "PREDICT_OPEN": "true",
                 "PORT": str(cfg.serving_port),
                 "MODEL_POLL_INTERVAL": str(cfg.serving_poll_interval),
                 "PYTHONPATH": str(ROOT / "ml-serving-service" / "src"),

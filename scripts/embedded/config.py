@@ -2,9 +2,10 @@
 
 Every field can come from the environment (`STACK_HOME`, `MLFLOW_PORT`, ...); the
 defaults put the state under `.local/` and the venvs under `.venvs/` at the repository root.
-Secrets (the services' API token, Airflow's JWT secret and its operator and viewer logins,
-MLflow's admin and per-service passwords) are generated once per state folder; only Airflow's
-admin login defaults to admin/admin, on this local stack alone.
+Secrets (the services' API token and the orchestrator's scoped token, Airflow's JWT secret
+and its operator and viewer logins, MLflow's admin and per-service passwords) are generated
+once per state folder; only Airflow's admin login defaults to admin/admin, on this local
+stack alone.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ class StackConfig:
             path.write_text(json.dumps(values, indent=2))
             path.chmod(0o600)
         return values[name]
+
+    def orchestrator_token(self) -> str:
+        """Airflow's bearer token for the services (training: train,admin; serving:
+        predict,admin); API_TOKEN (`api_token`, every scope) stays the user's."""
+        return self.secret("orchestrator_token")
 
     def mlflow_password(self, username: str) -> str:
         """The MLflow password of one identity (infra/mlflow/mlops_mlflow_auth/identities.py)."""

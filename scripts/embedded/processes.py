@@ -52,7 +52,8 @@ class ProcessTable:
         env = {**os.environ, **comp.env}
         with self.log_path(comp.name).open("ab") as log:
             log.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
-            proc = subprocess.Popen(
+            # argv is a Component's, built by components.py from our own paths and settings.
+            proc = subprocess.Popen(  # noqa: S603
                 comp.argv,
                 cwd=comp.cwd,
                 env=env,
@@ -110,7 +111,8 @@ def port_in_use(port: int) -> bool:
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        # Health URLs are StackConfig's own http://127.0.0.1:<port>/... (no file: scheme).
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
             return bool(200 <= resp.status < 300)
     except (urllib.error.URLError, OSError):
         return False

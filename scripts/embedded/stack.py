@@ -76,7 +76,8 @@ class Stack:
         airflow = self.cfg.venvs / "airflow-orchestrator" / "bin" / "airflow"
         env = {**os.environ, **airflow_env(self.cfg)}
         with self.log_path("airflow-db-migrate").open("ab") as log:
-            done = subprocess.run(
+            # The airflow venv's own binary with constant arguments.
+            done = subprocess.run(  # noqa: S603
                 [str(airflow), "db", "migrate"],
                 env=env,
                 stdout=log,
@@ -146,7 +147,8 @@ class Stack:
         argv = [str(python), "-m", "mlops_mlflow_auth.bootstrap", "--url", self.cfg.mlflow_url]
         self.processes.logs.mkdir(parents=True, exist_ok=True)
         with self.log_path("mlflow-auth").open("ab") as log:
-            done = subprocess.run(
+            # The mlflow-server venv's python, our module, the stack's own MLflow URL.
+            done = subprocess.run(  # noqa: S603
                 [*argv, "--wait", "60"],
                 env={**os.environ, **mlflow_env(self.cfg)},
                 stdout=log,

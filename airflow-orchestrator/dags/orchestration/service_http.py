@@ -63,7 +63,8 @@ def _log_before_retry(state: tenacity.RetryCallState) -> None:
 
 def _last_outcome(state: tenacity.RetryCallState) -> Any:
     # Hand the last response (or exception) back so the response check reports the real detail.
-    assert state.outcome is not None
+    if state.outcome is None:
+        raise RuntimeError("retry callback called before any attempt")
     return state.outcome.result()
 
 

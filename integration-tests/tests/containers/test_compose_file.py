@@ -41,8 +41,8 @@ def test_a_required_variable_that_is_missing_names_itself() -> None:
 
 def test_the_real_compose_file_needs_every_secret_of_env_example() -> None:
     variables = fresh_variables({})
-    del variables["API_TOKEN"]
-    with pytest.raises(ComposeError, match="API_TOKEN"):
+    del variables["ORCHESTRATOR_TOKEN"]
+    with pytest.raises(ComposeError, match="ORCHESTRATOR_TOKEN"):
         compose_file.load(COMPOSE_FILE, variables)
 
 
