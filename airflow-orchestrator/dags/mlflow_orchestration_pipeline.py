@@ -13,10 +13,10 @@ model"); without it, `dataset_source` builds a new snapshot: `digits` (8x8 grays
 `shapes` (generated RGB shapes, `dataset_count` images) or `folder` (`dataset_path` under the
 training service's `DATA_DIR`), at `image_size` x `image_size` with `channels` (null: from the
 data). The training: `architecture` (a network registered in the training service, e.g.
-`small_cnn`, `resnet18`), `optimizer`, `epochs`, `batch_size`, `learning_rate`,
-`weight_decay`, `augmentation`, `early_stopping_patience`, `seed`. A value outside a param's
-schema is refused when the run is triggered; a value the service refuses (an unknown
-architecture, `image_size` on digits) fails its task with the service's 422 detail.
+`small_cnn`, `resnet18`, `resnet8`, `resnet20`), `optimizer`, `epochs`, `batch_size`,
+`learning_rate`, `weight_decay`, `augmentation`, `early_stopping_patience`, `seed`. A value
+outside a param's schema is refused when the run is triggered; a value the service refuses (an
+unknown architecture, `image_size` on digits) fails its task with the service's 422 detail.
 
 The DAG holds no ML code: each step is a call to the training service, MLflow or the serving
 service through the connections `training_service`, `mlflow` and `serving_service`, and each
@@ -55,7 +55,7 @@ from orchestration.training_jobs import training_job_sensor
 
 # The training service's networks (its TrainRequest.architecture enum): proposed in the
 # trigger form; a network registered there later is accepted too (the service checks names).
-ARCHITECTURES = ["small_cnn", "resnet18"]
+ARCHITECTURES = ["small_cnn", "resnet18", "resnet8", "resnet20"]
 
 
 @dag(

@@ -30,7 +30,7 @@ MANAGEMENT = "model_management"
 MODEL_NAME = "image-classifier"
 # What a `shapes` demo trains unless DEMO_EPOCHS says otherwise: enough for the pipeline's
 # min_accuracy on generated 32x32 RGB images (see the root README, "Bring your own data").
-SHAPES_DEMO = {"dataset_count": 2000, "epochs": 15, "learning_rate": 0.002}
+SHAPES_DEMO = {"dataset_count": 4000, "epochs": 8, "learning_rate": 0.01, "batch_size": 32}
 
 
 class DemoFailed(RuntimeError):
