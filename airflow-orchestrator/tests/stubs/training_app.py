@@ -50,7 +50,8 @@ class TrainRequest(BaseModel):
     register_model: bool = Field(default=True, alias="register")
 
 
-ARCHITECTURES = ("small_cnn", "resnet18", "resnet8", "resnet20")  # the provider's TrainRequest.architecture enum
+# The provider's TrainRequest.architecture enum.
+ARCHITECTURES = ("small_cnn", "resnet18", "resnet8", "resnet20")
 
 
 def sample_image(label: int, channels: int = 1, size: int = 8) -> list[list[list[float]]]:
