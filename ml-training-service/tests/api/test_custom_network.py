@@ -38,7 +38,7 @@ def test_a_registered_network_trains_through_the_api(
     with TestClient(create_app(settings)) as http:
         schema = http.get("/openapi.json").json()["components"]["schemas"]["TrainRequest"]
         assert schema["properties"]["architecture"]["enum"] == [
-            "small_cnn", "resnet18", tiny_mlp_registered,
+            "small_cnn", "resnet18", "resnet8", "resnet20", tiny_mlp_registered,
         ]  # fmt: skip
         dataset = http.post(
             "/v1/datasets", json={"source": "shapes", "count": 60, "image_size": 8}
