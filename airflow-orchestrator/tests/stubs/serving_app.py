@@ -80,6 +80,7 @@ def create_serving_app(world: World) -> FastAPI:
             "registry": "reachable",
             "last_error": None,
             "refused_versions": {},
+            "refused": None,  # no version refused as unsafe
             "live": live_section(world),
         }
 
