@@ -121,10 +121,14 @@ def holdout(http: httpx.Client, training: str, dataset_id: str) -> dict[str, Any
 
 
 def served_accuracy(
-    http: httpx.Client, serving: str, samples: dict[str, Any]
+    http: httpx.Client, serving: str, samples: dict[str, Any], token: str
 ) -> tuple[float, dict[str, Any]]:
+    # Compose never opens predict: a client calls with CLIENT_TOKEN (predict, feedback).
     answer = http.post(
-        f"{serving}/v1/predict", json={"instances": samples["instances"]}, timeout=120
+        f"{serving}/v1/predict",
+        json={"instances": samples["instances"]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
     )
     assert answer.status_code == 200, answer.text[:500]
     body = answer.json()
@@ -239,7 +243,9 @@ def test_pipeline_promotes_a_version_that_serving_answers_accurately(
     model = served_model(http, container_stack.url("serving"), version)
     assert model["alias"] == "production"
     samples = holdout(http, container_stack.url("training"), job["dataset_id"])
-    accuracy, body = served_accuracy(http, container_stack.url("serving"), samples)
+    accuracy, body = served_accuracy(
+        http, container_stack.url("serving"), samples, container_stack.variables["CLIENT_TOKEN"]
+    )
     assert body["model"]["version"] == version
     assert accuracy >= 0.9, f"served accuracy {accuracy:.3f} on held-out digits"
 
@@ -292,6 +298,8 @@ def test_restarted_serving_comes_back_with_the_production_version(
     model = served_model(http, serving, version, timeout=30)
     assert model["alias"] == "production"
     samples = holdout(http, container_stack.url("training"), promoted["job"]["dataset_id"])
-    accuracy, body = served_accuracy(http, serving, samples)
+    accuracy, body = served_accuracy(
+        http, serving, samples, container_stack.variables["CLIENT_TOKEN"]
+    )
     assert body["model"]["version"] == version
     assert accuracy >= 0.9, f"served accuracy {accuracy:.3f} after restart"

@@ -20,6 +20,7 @@ login, Airflow the operator login.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 import httpx
 
 from scripts.embedded.airflow_api import AirflowClient
+from scripts.embedded.config import ROOT
 from scripts.embedded.demo import MANAGEMENT, MODEL_NAME, PIPELINE, run_dag, wait_until_served
 from scripts.embedded.stack import Stack
 
@@ -90,6 +92,9 @@ def write_png_folder(stack: Stack, folder: Path) -> dict[str, list[Path]]:
         ],
         check=True,
         timeout=300,
+        # The package from this checkout: `make test-services` may have left the venv's
+        # editable install pointing at a removed subtree split.
+        env={**os.environ, "PYTHONPATH": str(ROOT / "ml-training-service" / "src")},
     )
     return {split: sorted((folder / split).rglob("*.png")) for split in ("train", "test")}
 

@@ -142,7 +142,9 @@ def traffic(services: Services, prometheus: Prometheus) -> Traffic:
     for start in range(0, len(samples["instances"]), 16):
         batch = samples["instances"][start : start + 16]
         labels = samples["labels"][start : start + 16]
-        answer = httpx.post(f"{svc.serving_url}/v1/predict", json={"instances": batch}, timeout=30)
+        answer = httpx.post(
+            f"{svc.serving_url}/v1/predict", json={"instances": batch}, headers=svc.auth, timeout=30
+        )
         assert answer.status_code == 200, answer.text
         predicted += len(batch)
         # Without prediction ids (feedback not implemented) the live-quality panels stay
@@ -153,6 +155,7 @@ def traffic(services: Services, prometheus: Prometheus) -> Traffic:
             given = httpx.post(
                 f"{svc.serving_url}/v1/feedback",
                 json={"prediction_id": prediction_id, "label": label},
+                headers=svc.auth,
                 timeout=10,
             )
             assert given.status_code == 200, given.text
