@@ -12,7 +12,8 @@ Two ceilings do no inference: a constant on the service's own raw ASGI path
 endpoint (`constant_app.py`). All servers run at once and are measured in turn, `--repeat`
 rounds per setting, so that slow drifts of a shared machine hit them alike; the table shows
 the median run and the range of requests/s. Prints markdown and writes it to
-benchmarks/results.md.
+benchmarks/results.md. `--servers ... "serving-service /v1/predict STATE_URL"` adds the
+service with its shared state in a local redis-server (issue #17: what the id writes cost).
 
     PATH=<venv>/bin:$PATH PYTHONPATH=src python benchmarks/bench.py [--duration 8] \\
         [--training-service ../ml-training-service --training-python <its venv>/bin/python]
@@ -37,7 +38,7 @@ import httpx
 import numpy as np
 from agreement import check_agreement
 from digits_model import MODEL, RegisteredModel, register_model
-from processes import free_port, pinned, process, wait_server_core_idle
+from processes import free_port, pinned, process, redis_server, wait_server_core_idle
 from report import report, table
 from training_model import register_with_training_service
 from wrk_load import Run, Target, check_answers, median_run, wrk
@@ -51,6 +52,9 @@ SERVERS = (
     "constant raw ASGI",
     "constant FastAPI",
 )
+# Opt-in (`--servers`): the service with STATE_URL, prediction ids written to a local
+# redis-server (Debian package, pinned to the servers' core like everything server-side).
+SHARED = "serving-service /v1/predict STATE_URL"
 CONSTANTS = ("constant raw ASGI", "constant FastAPI")  # no inference: not compared
 # What is measured, how it is started (command, extra environment) and its readiness URL.
 Server = tuple[Target, list[str], dict[str, str], str]
@@ -70,8 +74,8 @@ def parse_args() -> argparse.Namespace:
         "machine never does: lower it there)",
     )  # fmt: skip
     parser.add_argument(
-        "--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
-        help="which servers to measure (default: all five)",
+        "--servers", nargs="+", choices=[*SERVERS, SHARED], default=list(SERVERS),
+        help=f"which servers to measure (default: all five; '{SHARED}' needs redis-server)",
     )  # fmt: skip
     parser.add_argument(
         "--training-service", type=Path, default=None, metavar="DIR",
@@ -97,9 +101,11 @@ def write_bodies(work: Path, x: np.ndarray, batches: list[int]) -> dict[int, Pat
     return bodies
 
 
-def servers(version: str, workers: str, ports: list[int], answers: Path) -> list[Server]:
-    """The five measured targets; both routes of this service share one process."""
-    ours_port, theirs_port, raw_port, const_port = ports
+def servers(
+    version: str, workers: str, ports: list[int], answers: Path, state_url: str | None
+) -> list[Server]:
+    """The measured targets; both routes of this service share one process."""
+    ours_port, theirs_port, raw_port, const_port, shared_port = ports
     ours = [sys.executable, "-m", "serving_service"]
     ours_env = {"PORT": str(ours_port), "WORKERS": workers, "MODEL_NAME": MODEL,
                 "ENVIRONMENT": "local", "LOG_LEVEL": "warning"}  # fmt: skip
@@ -114,7 +120,10 @@ def servers(version: str, workers: str, ports: list[int], answers: Path) -> list
                 "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
                 "--app-dir", str(HERE)]  # fmt: skip
 
+    shared_env = {**ours_env, "PORT": str(shared_port), "STATE_URL": state_url or ""}
     return [
+        (Target(SHARED, f"http://127.0.0.1:{shared_port}/v1/predict"),
+         ours, shared_env, f"http://127.0.0.1:{shared_port}/ready"),
         (Target("serving-service /v1/predict", f"http://127.0.0.1:{ours_port}/v1/predict"),
          ours, ours_env, f"http://127.0.0.1:{ours_port}/ready"),
         (Target("serving-service /invocations", f"http://127.0.0.1:{ours_port}/invocations"),
@@ -154,8 +163,9 @@ def measure(
         started: set[tuple[str, ...]] = set()
 
         def start(cmd: list[str], extra: dict[str, str], ready: str) -> None:
-            if tuple(cmd) not in started:  # both routes of this service share a process
-                started.add(tuple(cmd))
+            key = (*cmd, *sorted(extra.items()))
+            if key not in started:  # both routes of this service share a process
+                started.add(key)
                 log = work / f"server-{len(started)}.log"
                 stack.enter_context(process(pinned("0", cmd), {**env, **extra}, ready, log))
 
@@ -191,10 +201,24 @@ def main() -> None:
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    mlflow_port, *ports = (free_port() for _ in range(5))
+    mlflow_port, *ports = (free_port() for _ in range(6))
     tracking = f"http://127.0.0.1:{mlflow_port}"
-    w = str(args.workers)
     load_before = os.getloadavg()
+    with ExitStack() as stack:
+        state_url = None
+        if SHARED in args.servers:
+            state_url = stack.enter_context(redis_server(work, pinned("0", ["redis-server"])))
+        run_all(args, work, base_env, tracking, mlflow_port, ports, state_url, load_before)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(
+    args: argparse.Namespace, work: Path, base_env: dict[str, str], tracking: str,
+    mlflow_port: int, ports: list[int], state_url: str | None,
+    load_before: tuple[float, float, float],
+) -> None:  # fmt: skip
+    """MLflow, the model, the servers, the runs and the report."""
+    w = str(args.workers)
     with process(
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
          "--artifacts-destination", str(work / "artifacts"), "--serve-artifacts",
@@ -210,7 +234,8 @@ def main() -> None:
         print(provenance, file=sys.stderr)
         bodies = write_bodies(work, model.x_held_out, args.batch)
         chosen = [
-            s for s in servers(model.version, w, ports, work / "constant-answers.json")
+            s for s in servers(model.version, w, ports, work / "constant-answers.json",
+                               state_url)
             if s[0].label in args.servers
         ]  # fmt: skip
         env = {**base_env, "MLFLOW_TRACKING_URI": tracking}
@@ -223,7 +248,6 @@ def main() -> None:
     )  # fmt: skip
     print(text)
     args.out.write_text(f"# Benchmark results\n\n{text}\n")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

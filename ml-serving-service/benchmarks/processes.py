@@ -55,6 +55,34 @@ def process(
                 proc.kill()
 
 
+@contextmanager
+def redis_server(work: Path, command: list[str]) -> Iterator[str]:
+    """A redis-server with a password on a free port (no persistence); yields its STATE_URL."""
+    import redis  # the service's own dependency
+
+    port, password = free_port(), "bench-" + os.urandom(8).hex()
+    conf = work / "redis.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\n"
+                    f"appendonly no\ndir {work}\n")  # fmt: skip
+    with (work / "redis.log").open("wb") as out:
+        proc = subprocess.Popen([*command, str(conf)], stdout=out, stderr=out)
+        try:
+            client = redis.Redis(port=port, password=password)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.RedisError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("redis-server did not start") from None
+                    time.sleep(0.05)
+            yield f"redis://:{password}@127.0.0.1:{port}/1"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
 def core_busy(core: int, seconds: float = 0.5) -> float:
     """Fraction of `seconds` that `core` spent not idle (from /proc/stat)."""
 

@@ -22,11 +22,14 @@ from serving_service.api.routes import feedback, invocations, model, operations,
 from serving_service.batching import MicroBatcher
 from serving_service.config import Settings, get_settings
 from serving_service.fastpath import ScoringFastPath
+from serving_service.feedback_ledger import Ledger, ProcessLedger
 from serving_service.guard import RequestGuard
 from serving_service.middleware import TelemetryMiddleware
 from serving_service.monitoring import new_monitor
 from serving_service.registry import Registry
+from serving_service.reload_channel import ReloadChannel
 from serving_service.scoring import Scorer
+from serving_service.shared_state import RedisLedger, connect, describe
 from serving_service.slot import ModelSlot, VersionCache
 from serving_service.watcher import AliasWatcher
 
@@ -65,15 +68,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log_access_rules(settings)
+        log_state_store(settings)
         calm_garbage_collector()
-        task = asyncio.create_task(app.state.watcher.run(), name="alias-watcher")
+        tasks = [asyncio.create_task(app.state.watcher.run(), name="alias-watcher")]
+        ledger, channel = app.state.monitor.ledger, app.state.reload_channel
+        if isinstance(ledger, RedisLedger):
+            tasks.append(asyncio.create_task(ledger.run_flusher(), name="state-flusher"))
+        if channel is not None:
+            tasks.append(asyncio.create_task(channel.listen(), name="reload-listener"))
         try:
             yield
         finally:
             app.state.scorer.batcher.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if isinstance(ledger, RedisLedger):
+                await ledger.aclose()
 
     app = FastAPI(
         title=SERVICE_NAME,
@@ -94,10 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = tokens
     app.state.slot = slot
     app.state.watcher = AliasWatcher(registry, slot, settings.model_poll_interval)
+    ledger, app.state.reload_channel = shared_state(settings, app.state.watcher)
     app.state.versions = VersionCache(
         registry, settings.version_cache_size, settings.failed_version_ttl
     )
-    app.state.monitor = new_monitor(settings.monitor_window, settings.feedback_memory)
+    app.state.monitor = new_monitor(settings.monitor_window, ledger)
     app.state.scorer = Scorer(
         settings=settings,
         slot=slot,
@@ -127,6 +140,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def shared_state(settings: Settings, watcher: AliasWatcher) -> tuple[Ledger, ReloadChannel | None]:
+    """The ledger of prediction ids and feedback, and the reload channel: this process's
+    own (STATE_URL empty) or every replica's in Redis (see `shared_state.py`)."""
+    url = settings.shared_state_url
+    if url is None:
+        return ProcessLedger(settings.monitor_window, settings.feedback_memory), None
+    client = connect(url)
+    ledger = RedisLedger(
+        client,
+        settings.model_name,
+        settings.monitor_window,
+        settings.feedback_memory,
+        settings.feedback_ttl_seconds,
+    )
+    channel = ReloadChannel(
+        client, settings.model_name, settings.model_alias, watcher, ledger.health
+    )
+    return ledger, channel
+
+
 def serving_stack(app: FastAPI) -> ASGIApp:
     """What uvicorn runs: request ids and metrics around the scoring fast path around `app`.
 
@@ -153,3 +186,16 @@ def log_access_rules(settings: Settings) -> None:
     if settings.predict_open:
         log.warning("PREDICT_OPEN=true: the scoring routes need no token")
     log.info("MAX_BODY_BYTES=%d, ALLOWED_HOSTS=%s", settings.max_body_bytes, settings.allowed_hosts)
+
+
+def log_state_store(settings: Settings) -> None:
+    """Where prediction ids, feedback and live accuracy live (never STATE_URL's password)."""
+    url = settings.shared_state_url
+    if url is not None:
+        log.info("shared state and reload broadcast: %s", describe(url))
+    elif settings.workers > 1:
+        log.warning(
+            "WORKERS=%d without STATE_URL: each worker keeps its own prediction ids, feedback "
+            "and live accuracy, and a reload reaches one worker; set STATE_URL to share them",
+            settings.workers,
+        )

@@ -11,7 +11,9 @@ from serving_service.auth import TokenSet
 
 # Secret settings that may also come from a file (`<NAME>_FILE`, as Docker and Kubernetes
 # mount secrets): the file's content, trailing newline stripped, becomes the value.
-SECRET_FILE_SETTINGS = ("api_token", "api_tokens", "mlflow_tracking_password")
+SECRET_FILE_SETTINGS = ("api_token", "api_tokens", "mlflow_tracking_password", "state_url")
+# What STATE_URL may start with: Redis over TCP, TLS or a Unix socket.
+STATE_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # Request bodies above this are refused (413) before they are read: 1,024 digits instances as
 # JSON floats take about 1.5 MB, and 64 image files of a few hundred KB, base64, about 12 MB.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -65,8 +67,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # Live monitoring: feedback outcomes per version and inputs for the drift score.
     monitor_window: int = Field(default=1000, ge=1)
-    # Predictions whose ids are remembered for feedback (older ids answer 404).
+    # Predictions whose ids are remembered for feedback (older ids answer 404); with
+    # STATE_URL the replicas share one such window.
     feedback_memory: int = Field(default=100_000, ge=1)
+    # Shared state of the replicas (prediction ids, feedback, live accuracy, reload
+    # broadcast): empty keeps it in this process; `redis://:<password>@host:6379/1` shares
+    # it. It holds the password, so it is a secret (STATE_URL_FILE allowed).
+    state_url: SecretStr | None = None
+    state_url_file: Path | None = None
+    # With STATE_URL, a prediction id also expires after this long (its window still holds).
+    feedback_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     # Image predictions (POST /v1/predict/images): files per request, and pixels per image
     # (width x height, read from the header before decoding).
     max_images_per_request: int = Field(default=64, ge=1)
@@ -97,6 +107,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_state_url(self) -> Self:
+        # The value is never echoed: it holds the Redis password.
+        url = self.shared_state_url
+        if url is not None and not url.startswith(STATE_URL_SCHEMES):
+            raise ValueError(
+                "STATE_URL must be a Redis URL (redis://:<password>@<host>:6379/<db>, "
+                "rediss:// or unix://), or empty to keep the state in this process"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _require_token_outside_local(self) -> Self:
         # A malformed API_TOKENS entry stops the service here, naming the entry.
         if self.tokens().empty and self.environment != "local":
@@ -117,6 +138,12 @@ class Settings(BaseSettings):
         """ALLOWED_HOSTS as lower-case names, or None for "*" (every name)."""
         names = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
         return None if not names or "*" in names else frozenset(names)
+
+    @property
+    def shared_state_url(self) -> str | None:
+        """STATE_URL in clear text, or None when the state stays in this process."""
+        url = self.state_url.get_secret_value().strip() if self.state_url else ""
+        return url or None
 
     @property
     def token(self) -> str | None:

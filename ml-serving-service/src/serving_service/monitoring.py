@@ -1,26 +1,23 @@
-"""Live model monitoring: prediction ids, feedback accuracy per version, input drift.
+"""Live model monitoring: prediction ids and feedback accuracy per version (through a
+ledger, `feedback_ledger.py`), and input drift.
 
-Every prediction gets an id: 128 random bits per request (`secrets.token_hex(16)`) and the
-instance's index, so an id cannot be derived from any other client's ids and guessing one
-is hopeless; unknown ids are answered 404 and count nothing. A client that later learns
-the true label posts it to `/v1/feedback`, and the outcome joins a bounded window per model
-version. The inputs the alias's model receives fill a ring of the last `window` instances
-whose per-pixel mean is compared with the training statistics logged with the model (MLmodel
-`input_stats`).
+The inputs the alias's model receives fill a ring of the last `window` instances whose
+per-pixel mean is compared with the training statistics logged with the model (MLmodel
+`input_stats`). The ring is this replica's own (each replica scores its share of the
+traffic); the ledger is this process's or, with STATE_URL, shared by every replica.
 
-All of it is plain in-memory state touched only from the event loop, so there are no locks;
-the hot path pays one dict insert and one ring copy per request.
+The ring is plain in-memory state touched only from the event loop, so there are no locks;
+the hot path pays one ring copy and the ledger's in-memory `issue` per request.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from serving_service.feedback_ledger import Ledger, StateUnavailable
 from serving_service.metrics import count_feedback, export_drift
 
 # Added to the training std so that pixels that never vary (digit borders) do not turn the
@@ -29,18 +26,6 @@ DRIFT_STD_FLOOR = 0.1
 # Values the input ring holds at most (16 MB of float32): the last `window` digits fit many
 # times over, while a 224x224 RGB model keeps its last 106 inputs instead of 600 MB.
 DRIFT_RING_MAX_VALUES = 4_000_000
-
-
-class UnknownPrediction(KeyError):
-    """The id was never issued, or is older than the ids this service remembers."""
-
-
-class FeedbackAlreadyGiven(ValueError):
-    """A prediction's outcome is counted once."""
-
-
-class InvalidLabel(ValueError):
-    """The label is not one of the classes of the version that made the prediction."""
 
 
 @dataclass(frozen=True)
@@ -65,29 +50,6 @@ class InputStats:
         if mean.size != size or std.size != size:
             return None
         return cls(mean=mean, std=std, count=count)
-
-
-@dataclass
-class _Issued:
-    version: str
-    labels: list[str]
-    classes: tuple[str, ...]
-    answered: set[int]
-
-
-class _Outcomes:
-    """The last `window` feedback outcomes of one version."""
-
-    def __init__(self, window: int) -> None:
-        self.recent: deque[bool] = deque(maxlen=window)
-
-    def add(self, correct: bool) -> float:
-        self.recent.append(correct)
-        return self.accuracy or 0.0
-
-    @property
-    def accuracy(self) -> float | None:
-        return sum(self.recent) / len(self.recent) if self.recent else None
 
 
 class InputRing:
@@ -138,28 +100,16 @@ class InputRing:
 
 
 class LiveMonitor:
-    """Issued prediction ids, feedback outcomes per version and the alias's input ring."""
+    """The ledger of prediction ids and feedback, and the alias's input ring."""
 
-    def __init__(self, window: int, remembered: int) -> None:
+    def __init__(self, window: int, ledger: Ledger) -> None:
         self.window = window
-        self.remembered = remembered
-        self._issued: OrderedDict[str, _Issued] = OrderedDict()
-        self._issued_count = 0
-        self._outcomes: dict[str, _Outcomes] = {}
+        self.ledger = ledger
         self._ring: InputRing | None = None
 
     def issue(self, version: str, classes: tuple[str, ...], labels: list[str]) -> list[str]:
         """Remember a request's predictions; returns one id per instance."""
-        # 128 random bits per request: ids of other requests cannot be derived or guessed.
-        key = secrets.token_hex(16)
-        self._issued[key] = _Issued(version, labels, classes, set())
-        self._issued_count += len(labels)
-        while self._issued_count > self.remembered and len(self._issued) > 1:
-            _, old = self._issued.popitem(last=False)
-            self._issued_count -= len(old.labels)
-        if len(labels) == 1:
-            return [f"{key}-0"]
-        return [f"{key}-{i}" for i in range(len(labels))]
+        return self.ledger.issue(version, classes, labels)
 
     def observe_inputs(self, version: str, batch: np.ndarray, reference: InputStats | None) -> None:
         """Add the alias's inputs to the drift ring (a new version starts a new ring)."""
@@ -169,56 +119,32 @@ class LiveMonitor:
             ring = self._ring = InputRing(version, size, self.window, reference)
         ring.add(batch)
 
-    def feedback(self, prediction_id: str, label: str) -> dict[str, Any]:
+    async def feedback(self, prediction_id: str, label: str) -> dict[str, Any]:
         """Count whether the prediction was right; errors say what is wrong with the id."""
-        key, _, index = prediction_id.rpartition("-")
-        issued = self._issued.get(key)
-        if issued is None or not index.isdigit() or int(index) >= len(issued.labels):
-            raise UnknownPrediction(
-                f"unknown prediction_id '{prediction_id}': it was never issued, or it is older "
-                f"than the last {self.remembered} predictions this service remembers"
-            )
-        i = int(index)
-        if i in issued.answered:
-            raise FeedbackAlreadyGiven(f"feedback for '{prediction_id}' was already recorded")
-        if label not in issued.classes:
-            raise InvalidLabel(
-                f"label '{label}' is not a class of version {issued.version}; "
-                f"use one of {list(issued.classes)}"
-            )
-        issued.answered.add(i)
-        predicted = issued.labels[i]
-        correct = predicted == label
-        outcomes = self._outcomes.setdefault(issued.version, _Outcomes(self.window))
-        count_feedback(issued.version, correct, outcomes.add(correct))
-        return {
-            "prediction_id": prediction_id,
-            "model_version": issued.version,
-            "predicted": predicted,
-            "label": label,
-            "correct": correct,
-        }
-
-    def accuracy(self) -> dict[str, dict[str, Any]]:
-        return {
-            version: {
-                "feedback": len(o.recent),
-                "correct": sum(o.recent),
-                "accuracy": None if o.accuracy is None else round(o.accuracy, 6),
-            }
-            for version, o in self._outcomes.items()
-        }
+        outcome = await self.ledger.feedback(prediction_id, label)
+        answer = outcome.answer
+        count_feedback(answer["model_version"], answer["correct"], outcome.accuracy)
+        return answer
 
     def drift(self) -> dict[str, Any] | None:
         return self._ring.report() if self._ring is not None else None
 
-    def report(self) -> dict[str, Any]:
-        """The `live` section of GET /v1/model."""
-        return {"window": self.window, "accuracy": self.accuracy(), "drift": self.drift()}
+    async def report(self) -> dict[str, Any]:
+        """The `live` section of GET /v1/model (accuracy empty while the store is down)."""
+        try:
+            accuracy = await self.ledger.accuracy()
+        except StateUnavailable:
+            accuracy = {}
+        return {
+            "window": self.window,
+            "state": self.ledger.state(),
+            "accuracy": accuracy,
+            "drift": self.drift(),
+        }
 
 
-def new_monitor(window: int, remembered: int) -> LiveMonitor:
+def new_monitor(window: int, ledger: Ledger) -> LiveMonitor:
     """A monitor whose drift score is exported on /metrics (one per app; tests make several)."""
-    monitor = LiveMonitor(window, remembered)
+    monitor = LiveMonitor(window, ledger)
     export_drift(monitor.drift)
     return monitor

@@ -19,6 +19,7 @@ from fastapi.security import HTTPBearer
 from serving_service.auth import TokenSet, header
 from serving_service.config import Settings
 from serving_service.monitoring import LiveMonitor
+from serving_service.reload_channel import ReloadChannel
 from serving_service.scoring import ScoringError, parse_json_object
 from serving_service.slot import ModelSlot
 from serving_service.watcher import AliasWatcher
@@ -50,10 +51,17 @@ async def get_monitor(request: Request) -> LiveMonitor:
     return monitor
 
 
+async def get_reload_channel(request: Request) -> ReloadChannel | None:
+    channel: ReloadChannel | None = request.app.state.reload_channel
+    return channel
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SlotDep = Annotated[ModelSlot, Depends(get_slot)]
 WatcherDep = Annotated[AliasWatcher, Depends(get_watcher)]
 MonitorDep = Annotated[LiveMonitor, Depends(get_monitor)]
+# None: the state stays in this process (STATE_URL empty), there is no one to tell.
+ReloadChannelDep = Annotated[ReloadChannel | None, Depends(get_reload_channel)]
 
 
 def check_scope(request: Request, scope: str) -> None:

@@ -115,8 +115,14 @@ class InputDrift(BaseModel):
 
 class LiveMonitoring(BaseModel):
     window: int = Field(description="Outcomes per version and inputs kept for these numbers")
+    state: Literal["process", "shared", "unavailable"] = Field(
+        description="Where ids, feedback and accuracy live: this process (STATE_URL empty), "
+        "shared by every replica (STATE_URL), or shared but not answering (accuracy empty)"
+    )
     accuracy: dict[str, LiveAccuracy] = Field(description="Live accuracy by model version")
-    drift: InputDrift | None = Field(description="Inputs sent to the alias's current version")
+    drift: InputDrift | None = Field(
+        description="Inputs sent to the alias's current version on this replica"
+    )
 
 
 class InvocationsRequest(BaseModel):
@@ -170,7 +176,10 @@ class ReloadResponse(BaseModel):
 
 
 class Status(BaseModel):
-    status: str
+    status: str = Field(description="ok (/health); ready or degraded (/ready)")
+    detail: str | None = Field(
+        default=None, description="What is degraded (absent when all is well)"
+    )
 
 
 class VersionResponse(BaseModel):

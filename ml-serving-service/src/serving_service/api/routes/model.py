@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from serving_service.api.deps import AdminToken, MonitorDep, SlotDep, WatcherDep
+from serving_service.api.deps import AdminToken, MonitorDep, ReloadChannelDep, SlotDep, WatcherDep
 from serving_service.api.responses import secured
 from serving_service.api.schemas import LiveMonitoring, ModelInfo, RefusedVersion, ReloadResponse
 
@@ -28,13 +28,18 @@ async def model_info(slot: SlotDep, monitor: MonitorDep) -> ModelInfo:
         last_error=slot.last_error,
         refused_versions=dict(slot.refused),
         refused=RefusedVersion.model_validate(slot.refused_now) if slot.refused_now else None,
-        live=LiveMonitoring.model_validate(monitor.report()),
+        live=LiveMonitoring.model_validate(await monitor.report()),
     )
 
 
 @router.post("/reload", response_model=ReloadResponse, responses=secured())
-async def reload_model(slot: SlotDep, watcher: WatcherDep, _: AdminToken) -> ReloadResponse:
-    """Re-resolve the alias now (also retries a version refused before)."""
+async def reload_model(
+    slot: SlotDep, watcher: WatcherDep, channel: ReloadChannelDep, _: AdminToken
+) -> ReloadResponse:
+    """Re-resolve the alias now (also retries a version refused before); with STATE_URL,
+    every other replica is asked to do the same."""
+    if channel is not None:
+        await channel.announce()  # the others load while this one does
     result = await watcher.check(retry_refused=True)
     return ReloadResponse(
         name=slot.name, alias=slot.alias, version=result.version, swapped=result.swapped
