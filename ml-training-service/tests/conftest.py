@@ -1,13 +1,15 @@
-"""Shared fixtures: a real MLflow server (SQLite, served artifacts), the real service, and
-per-test job and dataset stores for the runner's unit tests."""
+"""Shared fixtures: a real MLflow server (SQLite, served artifacts), the real service, a real
+PostgreSQL cluster, and per-test job stores (each backend) and dataset stores for the
+runner's unit tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from postgres_support import PostgresCluster, postgres_bin_dir
 from support import (
     API_TOKENS,
     AUTH,
@@ -18,7 +20,10 @@ from support import (
 )
 
 from training_service.data import DatasetStore
-from training_service.jobs.store import JobStore
+from training_service.jobs.store import JobStore, open_job_store
+
+#: The lease of the unit tests' Postgres stores: a "crashed" runner's jobs are free this fast.
+TEST_LEASE_SECONDS = 1.0
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +76,45 @@ def digits_dataset(service: ServiceProcess) -> dict:
     return body
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], JobStore]]:
+    """Opens this test's job store, as a new service process would (the same SQLite file or
+    Postgres database each time): every job-store test runs against both backends."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    opened: list[JobStore] = []
+
+    def open_one() -> JobStore:
+        store = open_job_store(tmp_path / "jobs.sqlite3", url, lease_seconds=TEST_LEASE_SECONDS)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
 @pytest.fixture()
-def store(tmp_path: Path) -> JobStore:
-    """A job store of its own per test (unit tests of the job runner)."""
-    return JobStore(tmp_path / "jobs.sqlite3")
+def store(open_store: Callable[[], JobStore]) -> JobStore:
+    """A job store of its own per test (unit tests of the job runner), on each backend."""
+    return open_store()
 
 
 @pytest.fixture()
 def datasets(tmp_path: Path) -> DatasetStore:
     return DatasetStore(tmp_path / "datasets")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One real PostgreSQL server for the session (skips when PostgreSQL is not installed)."""
+    cluster = PostgresCluster(postgres_bin_dir()).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """DATABASE_URL of a fresh, empty database (with the password)."""
+    return postgres_cluster.create_database()

@@ -7,6 +7,7 @@ the bookkeeping alone; the API tests run the real pipeline in worker processes.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,22 @@ def make_runner(
         model_name="m",
         max_queued=max_queued,
         checkpoints_dir=checkpoints_dir,
+        poll_seconds=0.2,
+        # As the service does: renew three times per lease (Postgres; SQLite has none).
+        lease_check_seconds=getattr(store, "lease_seconds", 30.0) / 3,
     )
     return runner
+
+
+def simulate_crash(runner: JobRunner, store: JobStore) -> None:
+    """The runner's process "dies": it claims nothing more and renews no lease (its
+    dispatcher threads, blocked in the stand-in pipeline, stay). With Postgres, wait until
+    its leases ran out, as another replica would see them."""
+    runner._stopping = True
+    runner._stopped.set()
+    lease = getattr(store, "lease_seconds", None)
+    if lease is not None:
+        time.sleep(lease + 0.5)
 
 
 def submit(runner: JobRunner, key: str | None = None, **params: Any) -> Job:

@@ -4,7 +4,7 @@ down with jobs still queued (none may start once the runner is stopping)."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from jobs_support import (
@@ -57,7 +57,7 @@ def test_a_cancelled_job_is_retried_and_a_succeeded_one_replayed(
 
 
 def test_no_queued_job_starts_once_the_runner_is_stopping(
-    tmp_path: Path, store: JobStore, datasets: DatasetStore
+    open_store: Callable[[], JobStore], store: JobStore, datasets: DatasetStore
 ) -> None:
     runner, pipeline = start_runner(store, datasets)
     running = submit(runner)
@@ -74,7 +74,7 @@ def test_no_queued_job_starts_once_the_runner_is_stopping(
     pipeline.gate.set()  # nothing may be left blocked on the gate either
 
     # A restarted service runs the jobs that were still queued.
-    revived_store = JobStore(tmp_path / "jobs.sqlite3")
+    revived_store = open_store()
     revived_pipeline = StandInPipeline()
     revived_pipeline.gate.set()
     revived = make_runner(revived_store, datasets, revived_pipeline)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from jobs_support import (
     StandInPipeline,
     make_runner,
     run_one_job,
+    simulate_crash,
     start_runner,
     submit,
 )
@@ -31,16 +33,18 @@ from training_service.jobs.records import (
     JobStatus,
     QueueFullError,
 )
-from training_service.jobs.store import JobStore
+from training_service.jobs.store import JobStore, SqliteJobStore
 from training_service.logs import REQUEST_ID
 from training_service.params import TrainingParams
 
 
-def test_store_persists_jobs_across_connections(tmp_path: Path, store: JobStore) -> None:
+def test_store_persists_jobs_across_connections(
+    open_store: Callable[[], JobStore], store: JobStore
+) -> None:
     job = Job("job-1", JobStatus.QUEUED, {"epochs": 3}, True, "ds-1", 3)
     store.insert(job)
     store.update("job-1", status="succeeded", metrics={"test_accuracy": 0.99}, epoch=3)
-    reopened = JobStore(tmp_path / "jobs.sqlite3")
+    reopened = open_store()
     loaded = reopened.get("job-1")
     assert loaded.status is JobStatus.SUCCEEDED
     assert loaded.metrics == {"test_accuracy": 0.99}
@@ -124,7 +128,7 @@ def test_cancel_queued_running_and_finished(store: JobStore, datasets: DatasetSt
 
 
 def test_restart_fails_running_jobs_and_requeues_queued_ones(
-    tmp_path: Path, store: JobStore, datasets: DatasetStore
+    open_store: Callable[[], JobStore], store: JobStore, datasets: DatasetStore
 ) -> None:
     runner, pipeline = start_runner(store, datasets)
     finished = submit(runner, epochs=1)
@@ -135,7 +139,8 @@ def test_restart_fails_running_jobs_and_requeues_queued_ones(
     waiting = submit(runner)
     wait_until(lambda: store.get(interrupted.job_id).status is JobStatus.RUNNING, 30, "start")
     # Simulate a crash: a new process opens the same database; the old one never finishes.
-    revived_store = JobStore(tmp_path / "jobs.sqlite3")
+    simulate_crash(runner, store)
+    revived_store = open_store()
     revived_pipeline = StandInPipeline()
     revived_pipeline.gate.set()
     revived = make_runner(revived_store, datasets, revived_pipeline)
@@ -155,7 +160,7 @@ def test_restart_fails_running_jobs_and_requeues_queued_ones(
 
 
 def test_restart_requeues_a_running_job_that_has_a_checkpoint(
-    tmp_path: Path, store: JobStore, datasets: DatasetStore
+    tmp_path: Path, open_store: Callable[[], JobStore], store: JobStore, datasets: DatasetStore
 ) -> None:
     runner, pipeline = start_runner(store, datasets)
     interrupted = submit(runner)
@@ -168,7 +173,8 @@ def test_restart_requeues_a_running_job_that_has_a_checkpoint(
     for path in stale:
         path.write_bytes(b"left by a crash")
     # A new process opens the same database; the old one never finishes (crashed).
-    revived_store = JobStore(tmp_path / "jobs.sqlite3")
+    simulate_crash(runner, store)
+    revived_store = open_store()
     revived_pipeline = StandInPipeline()
     revived_pipeline.gate.set()
     revived = make_runner(revived_store, datasets, revived_pipeline, checkpoints_dir=checkpoints)
@@ -206,7 +212,7 @@ def test_store_migrates_an_old_table_in_place(tmp_path: Path) -> None:
     db.commit()
     db.close()
 
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     old = store.get("job-old")
     assert old.request_id is None
     assert (old.status, old.model_version, old.metrics) == (
@@ -219,7 +225,7 @@ def test_store_migrates_an_old_table_in_place(tmp_path: Path) -> None:
     assert store.get("job-new").request_id == "req-1"
     assert store.request_id_of("job-new") == "req-1"
     # Opening it again (a worker process does) neither fails nor changes anything.
-    again = JobStore(path)
+    again = SqliteJobStore(path)
     assert [j.job_id for j in again.list_jobs()] == ["job-new", "job-old"]
     assert again.get("job-old") == old
 

@@ -23,9 +23,10 @@ from training_service.data import warm_up as data_warm_up
 from training_service.dataset_keys import DatasetKeys
 from training_service.guard import RequestGuard
 from training_service.jobs.executors import InlineJobExecutor, JobExecutor, ProcessJobExecutor
+from training_service.jobs.ray_executor import ray_executor
 from training_service.jobs.records import TrainingDefaults
 from training_service.jobs.runner import JobRunner
-from training_service.jobs.store import JobStore
+from training_service.jobs.store import open_job_store
 from training_service.metrics import REGISTRY, JobStateCollector
 from training_service.middleware import REQUEST_ID_HEADER, TelemetryMiddleware
 from training_service.recovery import OpenRun, RunCloser
@@ -67,7 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     _announce_security(settings, app.state.tokens)
     datasets = DatasetStore(settings.datasets_dir)
-    store = JobStore(settings.jobs_db_path)
+    store = open_job_store(
+        settings.jobs_db_path, settings.job_database_url, lease_seconds=settings.job_lease_seconds
+    )
     defaults = TrainingDefaults(
         experiment=settings.experiment,
         model_name=settings.model_name,
@@ -75,7 +78,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dataloader_workers=settings.dataloader_workers,
     )
     executor: JobExecutor
-    if settings.job_executor == "process":
+    if settings.training_executor == "ray":  # Ray is imported on first use, not here
+        executor = ray_executor(settings, store, defaults)
+    elif settings.job_executor == "process":
         worker_config = WorkerConfig(
             datasets_dir=settings.datasets_dir,
             defaults=defaults,
@@ -110,6 +115,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_queued=settings.max_queued_jobs,
         run_closer=run_closer,
         checkpoints_dir=settings.checkpoints_dir,
+        poll_seconds=settings.job_poll_seconds,
+        lease_check_seconds=settings.job_lease_seconds / 3,
     )
     collector = JobStateCollector(store.count_by_status)
     REGISTRY.register(collector)

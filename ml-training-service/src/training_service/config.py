@@ -11,7 +11,7 @@ from training_service.auth import Tokens
 
 # Secret settings that may also come from a file (`<NAME>_FILE`, as Docker and Kubernetes
 # mount secrets): the file's content, trailing newline stripped, becomes the value.
-SECRET_FILE_SETTINGS = ("api_token", "api_tokens", "mlflow_tracking_password")
+SECRET_FILE_SETTINGS = ("api_token", "api_tokens", "mlflow_tracking_password", "database_url")
 # JSON request bodies above this are refused (413) unread. The largest valid JSON body, a
 # `generated` dataset request or a training request, is well under 1 KB; archive uploads
 # have their own cap (MAX_ARCHIVE_BYTES).
@@ -21,7 +21,10 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 class Settings(BaseSettings):
     """Every knob of the service; the README documents each one."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", protected_namespaces=())
+    # hide_input_in_errors: a validation error never repeats a value (tokens, DATABASE_URL).
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", protected_namespaces=(), hide_input_in_errors=True
+    )
 
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     # SecretStr: never printed in reprs, logs or validation errors.
@@ -44,6 +47,16 @@ class Settings(BaseSettings):
     model_name: str = "image-classifier"
     experiment: str = "image-classification"
     data_dir: Path = Path("./data")
+    # The job store: empty keeps jobs in DATA_DIR/jobs.sqlite3 (one replica); a Postgres URL
+    # (postgresql+psycopg://user:password@host:5432/training) lets several replicas share
+    # them. It holds a password: a secret, also readable from DATABASE_URL_FILE.
+    database_url: SecretStr | None = None
+    database_url_file: Path | None = None
+    # Postgres store: a replica renews the lease on its running jobs every third of this; a
+    # job whose lease ran out (its replica died) is resumed or failed by another replica.
+    job_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # How often idle dispatchers look for jobs queued by other replicas (Postgres store).
+    job_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Dataset limits (POST /v1/datasets): over one of them is a 413 naming the setting.
     max_archive_bytes: int = Field(default=1 << 30, ge=1)  # an uploaded archive, as sent
     max_archive_uncompressed_bytes: int = Field(default=4 << 30, ge=1)  # its members, unpacked
@@ -59,6 +72,10 @@ class Settings(BaseSettings):
     # "process": train in worker processes (no GIL contention with the API);
     # "thread": train in the service process (lighter, but slows requests while training).
     job_executor: Literal["process", "thread"] = "process"
+    # "local": train on this machine (JOB_EXECUTOR above); "ray": on the Ray cluster at
+    # RAY_ADDRESS (Ray Train, num_workers per job; needs the `ray` extra, see the README).
+    training_executor: Literal["local", "ray"] = "local"
+    ray_address: str = ""
     # DataLoader worker processes reading batches per job. 0 reads in the training process:
     # a batch read (pread of uint8 rows + /255) takes well under 1% of a training step here,
     # so workers would add processes, memory and start-up for nothing on 2 cores; raise it
@@ -108,6 +125,22 @@ class Settings(BaseSettings):
                 "development machine"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_database_url(self) -> Self:
+        # Say what is wrong without repeating the URL: it holds a password.
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        if url and url.split("://", 1)[0].split("+", 1)[0] not in {"postgresql", "postgres"}:
+            raise ValueError(
+                "DATABASE_URL must be a Postgres URL, postgresql+psycopg://user:password@"
+                "host:5432/database (or empty for the SQLite job store in DATA_DIR)"
+            )
+        return self
+
+    @property
+    def job_database_url(self) -> str | None:
+        """DATABASE_URL in clear text, or None: the SQLite job store."""
+        return self.database_url.get_secret_value() if self.database_url else None
 
     def tokens(self) -> Tokens:
         """The configured tokens (API_TOKEN holds every scope); empty means open (local)."""

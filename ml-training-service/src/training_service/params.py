@@ -31,6 +31,10 @@ class TrainingParams:
     weight_decay: float = 1e-4
     augmentation: bool = False
     early_stopping_patience: int | None = None
+    # Data-parallel training (TRAINING_EXECUTOR=ray): Ray Train workers and CPUs for each.
+    # `batch_size` stays the global batch: each worker takes batch_size // num_workers.
+    num_workers: int = 1
+    cpus_per_worker: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Ending the MLflow runs that no process will end: after a crash, or after an MLflow outage.
 
 MLflow only ends a run when the process that started it says so. A job whose process died
-mid-training is marked failed when the service starts again
-(`jobs.lifecycle.fail_interrupted`), and a job that failed because MLflow stopped answering
+mid-training without a checkpoint is marked failed when the service starts again, or, with
+the Postgres store, by another replica once the dead one's lease ran out
+(`jobs.lifecycle.recover_interrupted`), and a job that failed because MLflow stopped answering
 could not tell MLflow either: both runs would stay RUNNING forever. The job's run id is
 recorded as soon as the run starts, so `RunCloser` ends those runs as FAILED with a
 `failure` tag saying why, in a background thread that retries every

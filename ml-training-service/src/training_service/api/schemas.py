@@ -51,6 +51,16 @@ class TrainRequest(StrictBody):
         "(null: off).",
     )
     seed: Seed = 42
+    num_workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Data-parallel Ray Train workers (TRAINING_EXECUTOR=ray; 422 when the "
+        "cluster has fewer CPUs). batch_size stays the global batch.",
+    )
+    cpus_per_worker: int = Field(
+        default=1, ge=1, le=256, description="CPUs reserved on the Ray cluster per worker."
+    )
     # Named register_model in Python: "register" would shadow BaseModel's attribute.
     register_model: bool = Field(
         default=True,

@@ -1,7 +1,11 @@
 """The one writer of job state: every status and progress change is decided and written here.
 
     queued -> running -> succeeded | failed | cancelled        (cancel: queued -> cancelled)
-    running -> queued        (start-up after a crash, when the job has a checkpoint: resumes)
+    running -> queued        (its process died, and the job has a checkpoint: resumes)
+
+A job is run by the process that claimed it (`claim_next`); with several replicas on one
+Postgres store that process keeps a lease on it, and a job whose lease ran out is
+interrupted (`recover_interrupted`), never run by two processes at once.
 
 The runner calls it to queue, start, cancel, finish and recover jobs; executors report a
 running job's progress through a `ProgressReporter`: `JobProgress` below in the service
@@ -53,15 +57,10 @@ def record_queued(store: JobStore, job: Job, *, retry_of: Job | None = None) -> 
         store.insert(job)
 
 
-def start(store: JobStore, job_id: str) -> Job | None:
-    """queued -> running; None (and no change) when the job was cancelled while waiting."""
-    with store.lock:
-        job = store.get(job_id)
-        if job.status is not JobStatus.QUEUED:
-            return None
-        # A job resumed after a crash keeps the time it first started.
-        store.update(job_id, status=JobStatus.RUNNING.value, started_at=job.started_at or now_iso())
-    return job
+def claim_next(store: JobStore) -> Job | None:
+    """queued -> running for the oldest queued job no other dispatcher (or replica) claims;
+    None when none waits. The store claims atomically (a row lock with Postgres)."""
+    return store.claim_next()
 
 
 def record_run(store: JobStore, job_id: str, run_id: str) -> None:
@@ -91,10 +90,12 @@ def request_cancel(store: JobStore, job_id: str) -> Job:
 
 
 def request_stop_all(store: JobStore) -> None:
-    """Service shutdown: every running job stops at its next batch."""
+    """Service shutdown: every job this process runs stops at its next batch (other
+    replicas' jobs run on)."""
     with store.lock:
         for job in store.list_jobs(JobStatus.RUNNING, limit=1_000_000):
-            store.update(job.job_id, cancel_requested=1)
+            if store.owns(job.job_id):
+                store.update(job.job_id, cancel_requested=1)
 
 
 def finish(
@@ -103,20 +104,22 @@ def finish(
     """running -> the outcome's final state; returns the outcome as recorded.
 
     A job stopped by a shutdown, not by a user, is failed with the reason, as a restart
-    would. A job no longer running (failed meanwhile by a restarted service) is left alone.
+    would. A job no longer running here (failed meanwhile by a restarted service, or taken
+    over by another replica after this one lost its lease) is left alone.
     """
     if shutting_down and outcome.status is JobStatus.CANCELLED:
         outcome = JobOutcome(JobStatus.FAILED, run_id=outcome.run_id, error=SHUTDOWN_ERROR)
     with store.lock:
-        if store.get(job_id).status is JobStatus.RUNNING:
+        if store.owns(job_id):
             _write_final(store, job_id, outcome)
     return outcome
 
 
 def recover_interrupted(
-    store: JobStore, resumable: Callable[[Job], bool] = lambda job: False
+    store: JobStore, resumable: Callable[[Job], bool] = lambda job: False, *, at_start: bool = True
 ) -> tuple[list[Job], list[Job]]:
-    """Start-up: the jobs a previous process left `running` either go back to `queued` to
+    """The jobs a dead process left `running` (at start-up: a previous process of this
+    service; with Postgres, any replica whose lease ran out) either go back to `queued` to
     resume from their checkpoint (`resumable`), or are failed with the reason.
 
     Returns (resumed, failed), each job as it was.
@@ -124,7 +127,7 @@ def recover_interrupted(
     resumed: list[Job] = []
     failed: list[Job] = []
     with store.lock:
-        for job in store.list_jobs(JobStatus.RUNNING, limit=1_000_000):
+        for job in store.interrupted_jobs(at_start=at_start):
             if resumable(job):
                 store.update(job.job_id, status=JobStatus.QUEUED.value, cancel_requested=0)
                 resumed.append(job)

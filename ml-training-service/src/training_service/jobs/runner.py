@@ -1,10 +1,13 @@
 """The bounded job runner: admits jobs (idempotency, queue limit) and dispatches them.
 
-MAX_CONCURRENT_JOBS dispatcher threads each hand one job at a time to an executor
-(executors.py), by default a worker process, so training never competes with the event loop
-for the GIL. Every state change goes through `lifecycle` and is in SQLite before it is
-visible over HTTP, so a restart never loses a job: finished jobs stay, queued jobs run, and
-jobs that were running are failed with the reason.
+MAX_CONCURRENT_JOBS dispatcher threads each claim the oldest queued job from the store and
+hand it to an executor (executors.py), by default a worker process, so training never
+competes with the event loop for the GIL. Every state change goes through `lifecycle` and is
+in the store before it is visible over HTTP, so a restart never loses a job: finished jobs
+stay, queued jobs run, and jobs that were running resume from their checkpoint or are failed
+with the reason. With several replicas on one Postgres store, any replica runs any queued
+job (dispatchers also poll every JOB_POLL_SECONDS), and a keeper thread renews this
+replica's leases and recovers the jobs of replicas whose leases ran out.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from training_service.jobs.records import (
     QueueFullError,
     request_fingerprint,
 )
-from training_service.jobs.store import JobStore
+from training_service.jobs.store import DuplicateJobError, JobStore
 from training_service.logs import bound_request_id
 from training_service.metrics import JOB_DURATION
 from training_service.params import TrainingParams
@@ -57,6 +61,8 @@ class JobRunner:
         max_queued: int = 8,
         run_closer: RunCloser | None = None,
         checkpoints_dir: Path | None = None,
+        poll_seconds: float = 1.0,
+        lease_check_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.datasets = datasets
@@ -66,38 +72,65 @@ class JobRunner:
         self.max_queued = max_queued
         self._run_closer = run_closer  # ends runs that failed jobs left open in MLflow
         self._checkpoints_dir = checkpoints_dir  # where interrupted jobs' checkpoints are
+        self._poll_seconds = poll_seconds  # look for jobs queued by other replicas
+        self._lease_check_seconds = lease_check_seconds  # renew leases, recover expired ones
+        # Wake-up calls for the dispatchers ("job": one may be queued; None: stop).
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._dispatchers: list[threading.Thread] = []
         self._stopping = False
+        self._stopped = threading.Event()
 
     def start(self) -> list[Job]:
         """Recover from the previous process, then start dispatching; returns failed jobs."""
-        resumed, interrupted = lifecycle.recover_interrupted(self.store, self._has_checkpoint)
-        for job in interrupted:
-            log.warning(
-                "job %s was running when the service stopped: marked failed",
-                job.job_id,
-                extra={"job_id": job.job_id, "request_id": job.request_id},
-            )
-        for job in resumed:
-            log.warning(
-                "job %s was running when the service stopped: resuming after epoch %d",
-                job.job_id,
-                job.epoch,
-                extra={"job_id": job.job_id, "request_id": job.request_id},
-            )
-            self._queue.put(job.job_id)  # first: they were running before the others waited
-        resumed_ids = {job.job_id for job in resumed}
+        interrupted = self._recover(at_start=True)
         self._remove_stale_checkpoints()
-        for job in reversed(self.store.list_jobs(JobStatus.QUEUED, limit=1_000_000)):
-            if job.job_id not in resumed_ids:
-                self._queue.put(job.job_id)  # oldest first: jobs queued before a restart still run
         for index in range(self.max_concurrent):
             dispatcher = threading.Thread(target=self._dispatch, name=f"job-dispatcher-{index}")
             dispatcher.daemon = True  # never block interpreter exit; state is already persisted
             dispatcher.start()
             self._dispatchers.append(dispatcher)
+            self._queue.put("job")  # jobs queued before this start run now
+        keeper = threading.Thread(target=self._keep_leases, name="job-leases", daemon=True)
+        keeper.start()
         return interrupted
+
+    def _recover(self, *, at_start: bool) -> list[Job]:
+        """Requeue (checkpoint) or fail the jobs a dead process left running; returns failed."""
+        resumed, interrupted = lifecycle.recover_interrupted(
+            self.store, self._has_checkpoint, at_start=at_start
+        )
+        where = "the service stopped" if at_start else "its replica stopped renewing its lease"
+        for job in interrupted:
+            log.warning(
+                "job %s was running when %s: marked failed",
+                job.job_id,
+                where,
+                extra={"job_id": job.job_id, "request_id": job.request_id},
+            )
+        for job in resumed:
+            log.warning(
+                "job %s was running when %s: resuming after epoch %d",
+                job.job_id,
+                where,
+                job.epoch,
+                extra={"job_id": job.job_id, "request_id": job.request_id},
+            )
+            self._queue.put("job")
+        if not at_start and self._run_closer is not None:
+            open_runs = [OpenRun(job.job_id, job.run_id) for job in interrupted if job.run_id]
+            if open_runs:
+                self._run_closer.close(*open_runs)
+        return interrupted
+
+    def _keep_leases(self) -> None:
+        """Renew this replica's leases; recover jobs whose replica let its lease run out."""
+        while not self._stopped.wait(self._lease_check_seconds):
+            try:
+                self.store.renew_leases()
+                if not self._stopping:
+                    self._recover(at_start=False)
+            except Exception as exc:  # the store is away: retried at the next tick
+                log.warning("could not renew job leases: %s", exc)
 
     def _has_checkpoint(self, job: Job) -> bool:
         if self._checkpoints_dir is None:
@@ -105,20 +138,28 @@ class JobRunner:
         return checkpoint_path(self._checkpoints_dir, job.job_id).is_file()
 
     def _remove_stale_checkpoints(self) -> None:
-        """Start-up (no job trains yet): checkpoints of jobs that ended (a resumed job
-        cancelled while queued) and half-written temporary files of a crash go."""
+        """Start-up (no job trains here yet): checkpoints of jobs that ended (a resumed job
+        cancelled while queued) and half-written temporary files of a crash go. Files of a
+        job running on another replica (shared DATA_DIR, Postgres store) stay."""
         if self._checkpoints_dir is None or not self._checkpoints_dir.is_dir():
             return
         for path in self._checkpoints_dir.iterdir():
-            if path.suffix == ".tmp":
-                path.unlink(missing_ok=True)
+            stale = False
+            if path.suffix == ".tmp":  # .<job_id>.pt.<pid>.tmp
+                job_id = path.name.removeprefix(".").split(".pt.", 1)[0]
+                stale = not self._status_is(job_id, lambda status: status is JobStatus.RUNNING)
             elif path.suffix == ".pt":
-                try:
-                    ended = self.store.get(path.stem).status.is_final
-                except JobNotFoundError:
-                    ended = True
-                if ended:
-                    path.unlink(missing_ok=True)
+                stale = self._status_is(path.stem, lambda status: status.is_final, unknown=True)
+            if stale:
+                path.unlink(missing_ok=True)
+
+    def _status_is(
+        self, job_id: str, predicate: Callable[[JobStatus], bool], *, unknown: bool = False
+    ) -> bool:
+        try:
+            return predicate(self.store.get(job_id).status)
+        except JobNotFoundError:
+            return unknown
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask running jobs to stop and stop dispatching.
@@ -133,6 +174,7 @@ class JobRunner:
             self._queue.put(None)
         for dispatcher in self._dispatchers:
             dispatcher.join(timeout)
+        self._stopped.set()
         self.executor.shutdown()
 
     def submit(
@@ -181,8 +223,17 @@ class JobRunner:
                 request_sha256=fingerprint,
                 request_id=request_id,
             )
-            lifecycle.record_queued(self.store, job, retry_of=retried)
-        self._queue.put(job.job_id)
+            try:
+                lifecycle.record_queued(self.store, job, retry_of=retried)
+            except DuplicateJobError:  # another replica queued a job under this key first
+                assert idempotency_key is not None
+                winner = self.store.by_idempotency_key(idempotency_key)
+                if winner is None:
+                    raise
+                if winner.request_sha256 != fingerprint:
+                    raise IdempotencyConflictError(idempotency_key) from None
+                return winner, False
+        self._queue.put("job")
         return job, True
 
     def cancel(self, job_id: str) -> Job:
@@ -191,22 +242,35 @@ class JobRunner:
 
     def _dispatch(self) -> None:
         while True:
-            job_id = self._queue.get()
-            if job_id is None or self._stopping:  # queued jobs stay queued on disk
-                return
             try:
-                with bound_request_id(self.store.request_id_of(job_id)):
-                    self._run(job_id)
-            except Exception:  # a bug here must not kill the dispatcher
-                log.exception("job %s: unexpected error in the runner", job_id)
-
-    def _run(self, job_id: str) -> None:
-        with self.store.lock:
-            if self._stopping:  # shutting down: the job stays queued for the next start
+                wake = self._queue.get(timeout=self._poll_seconds)
+            except queue.Empty:  # nothing queued here; another replica may have queued some
+                wake = "poll"
+            if wake is None or self._stopping:  # queued jobs stay queued in the store
                 return
-            job = lifecycle.start(self.store, job_id)
-        if job is None:  # cancelled while waiting
-            return
+            while self._claim_and_run():
+                pass
+
+    def _claim_and_run(self) -> bool:
+        """Run the oldest queued job, if any; False when none waits (or the runner stops)."""
+        job_id = "?"
+        try:
+            with self.store.lock:
+                if self._stopping:  # shutting down: jobs stay queued for the next start
+                    return False
+                job = lifecycle.claim_next(self.store)
+            if job is None:
+                return False
+            job_id = job.job_id
+            with bound_request_id(job.request_id):
+                self._run(job)
+        except Exception:  # a bug here (or the store away) must not kill the dispatcher
+            log.exception("job %s: unexpected error in the runner", job_id)
+            return False
+        return True
+
+    def _run(self, job: Job) -> None:
+        job_id = job.job_id
         started = time.perf_counter()
         log.info("job %s: started", job_id, extra={"job_id": job_id})
         outcome = self.executor.execute(job)

@@ -17,6 +17,11 @@ from training_service.api.deps import (
 from training_service.api.responses import error, errors, needs_scope
 from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
 from training_service.data import DatasetNotFoundError
+from training_service.jobs.ray_executor import (
+    RayUnavailableError,
+    ResourceRequestError,
+    check_resources,
+)
 from training_service.jobs.records import (
     IdempotencyConflictError,
     JobFinishedError,
@@ -58,6 +63,7 @@ def _job_not_found(job_id: str) -> HTTPException:
         error(409, "Idempotency-Key reused with another body"),
         error(413, "Body over MAX_BODY_BYTES"),
         error(429, "Queue full; retry after Retry-After seconds"),
+        error(503, "TRAINING_EXECUTOR=ray and the Ray cluster is not reachable"),
     ),
 )
 async def submit_training_job(
@@ -76,7 +82,15 @@ async def submit_training_job(
         weight_decay=body.weight_decay,
         augmentation=body.augmentation,
         early_stopping_patience=body.early_stopping_patience,
+        num_workers=body.num_workers,
+        cpus_per_worker=body.cpus_per_worker,
     )
+    try:
+        await asyncio.to_thread(check_resources, runner.executor, params)
+    except ResourceRequestError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except RayUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     try:
         job, _ = await asyncio.to_thread(
             runner.submit,
