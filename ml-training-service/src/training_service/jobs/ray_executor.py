@@ -133,7 +133,8 @@ class RayJobExecutor:
             ray = self._connect()
         except RayUnavailableError as exc:
             return JobOutcome(JobStatus.FAILED, error=str(exc))
-        assert self._remote is not None
+        if self._remote is None:  # _connect sets it or raises
+            raise RuntimeError("the Ray remote functions were not defined after connecting")
         control_class, driver = self._remote
         control = control_class.remote()
         spec = RayJobSpec(

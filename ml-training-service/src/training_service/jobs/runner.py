@@ -226,7 +226,8 @@ class JobRunner:
             try:
                 lifecycle.record_queued(self.store, job, retry_of=retried)
             except DuplicateJobError:  # another replica queued a job under this key first
-                assert idempotency_key is not None
+                if idempotency_key is None:  # only a key can collide
+                    raise
                 winner = self.store.by_idempotency_key(idempotency_key)
                 if winner is None:
                     raise
