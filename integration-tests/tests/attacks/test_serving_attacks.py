@@ -204,7 +204,9 @@ def test_prediction_ids_cannot_be_derived_or_guessed(stack: Stack) -> None:
     assert differing > 30, "consecutive requests' ids share their bits"
     # Guesses built from the ids one holds: neighbours, the next counter value, other indexes.
     guesses = [f"{format(int(my_key, 16) + d, '032x')}-0" for d in (-1, 1, 2)]
-    guesses += [f"{my_key}-5", f"{their_key[:-1]}0-0", "0" * 32 + "-0", f"{my_key[:8]}1-0"]
+    # their id with its last hex digit changed (never to itself: that would be their real id)
+    near_theirs = their_key[:-1] + ("1" if their_key[-1] == "0" else "0")
+    guesses += [f"{my_key}-5", f"{near_theirs}-0", "0" * 32 + "-0", f"{my_key[:8]}1-0"]
     for guess in guesses:
         r = httpx.post(f"{stack.url}/v1/feedback", json={"prediction_id": guess, "label": "3"},
                        headers=auth(CLIENT))  # fmt: skip
