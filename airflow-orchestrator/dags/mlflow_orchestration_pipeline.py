@@ -25,7 +25,9 @@ step hands its answer to the next as an XComArg. `prepare_dataset` creates the s
 stops the run before a job is submitted while the training service cannot reach MLflow.
 `prepare_dataset` and `submit_training_job` send `Idempotency-Key: <run_id>`: a retried task
 never makes a second snapshot or job, and a cleared run whose job failed reuses its snapshot for
-a new job. The wait for the job is deferred to the triggerer, for at most `job_timeout_minutes`.
+a new job. `submit_training_job` runs in the Airflow pool `training` (TRAINING_POOL_SLOTS slots,
+default 1): concurrent runs submit their jobs one at a time. The wait for the job is deferred
+to the triggerer, for at most `job_timeout_minutes`.
 `run_inference` fetches `holdout_samples` test-split images (C x H x W, any size and colour) and
 has serving score them with exactly the new version. The new version gets the `staging` alias
 from the training service; `model_management` decides whether it goes to production.
@@ -50,7 +52,7 @@ from orchestration.findings import CheckFailed
 from orchestration.quality_gates import holdout_accuracy, pipeline_finding, pipeline_summary
 from orchestration.run_deadline import run_deadline
 from orchestration.service_http import TRAINING_CONN_ID, call_service, service_operator
-from orchestration.task_defaults import default_task_args
+from orchestration.task_defaults import TRAINING_POOL, default_task_args
 from orchestration.training_jobs import training_job_sensor
 
 # The training service's networks (its TrainRequest.architecture enum): proposed in the
@@ -208,6 +210,8 @@ def mlflow_orchestration_pipeline(
         # The run id names the job: a retry finds the same job; once that job failed, a
         # cleared run starts a new one.
         headers={"Idempotency-Key": "{{ run_id }}"},
+        # At most TRAINING_POOL_SLOTS submissions at once, whichever runs and workers ask.
+        pool=TRAINING_POOL,
     )
 
     # Deferred: the triggerer polls the job, for at most job_timeout_minutes.

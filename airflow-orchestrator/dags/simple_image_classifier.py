@@ -19,7 +19,7 @@ from orchestration.service_http import (
     call_service,
     service_operator,
 )
-from orchestration.task_defaults import default_task_args
+from orchestration.task_defaults import TRAINING_POOL, default_task_args
 from orchestration.training_jobs import training_job_sensor
 
 
@@ -45,6 +45,7 @@ def simple_image_classifier(epochs: int = 5, n_images: int = 3) -> None:
         endpoint="/v1/train",
         body={"dataset_id": None, "epochs": epochs, "register": True},
         headers={"Idempotency-Key": "{{ run_id }}"},
+        pool=TRAINING_POOL,
     )
     wait_for_training = training_job_sensor(
         "wait_for_training", start_training.output["status_url"]

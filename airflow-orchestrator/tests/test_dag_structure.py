@@ -23,6 +23,7 @@ from orchestration.service_http import (
     REQUEST_ID_TEMPLATE,
     check_service_response,
 )
+from orchestration.task_defaults import TRAINING_POOL
 from orchestration.training_jobs import TrainingJobSensor
 
 # task id -> ids of its direct upstream tasks
@@ -143,6 +144,25 @@ def test_training_is_submitted_with_the_run_id_as_idempotency_key(dagbag: Any) -
         assert isinstance(task, HttpOperator)
         assert (task.method, task.endpoint) == ("POST", "/v1/train")
         assert task.headers["Idempotency-Key"] == "{{ run_id }}"
+
+
+def test_every_training_submission_runs_in_the_training_pool(dagbag: Any) -> None:
+    """Only the tasks that POST /v1/train take a slot of the pool `training`."""
+    submitting = {
+        (dag_id, task.task_id)
+        for dag_id, dag in dagbag.dags.items()
+        for task in dag.tasks
+        if isinstance(task, HttpOperator) and task.endpoint == "/v1/train"
+    }
+    assert submitting == {
+        ("mlflow_orchestration_pipeline", "submit_training_job"),
+        ("simple_image_classifier", "start_training"),
+    }
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            expected = TRAINING_POOL if (dag_id, task.task_id) in submitting else "default_pool"
+            assert task.pool == expected, (dag_id, task.task_id, task.pool)
+    assert TRAINING_POOL == "training"  # the name airflow-init and the embedded stack create
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_GRAPHS))

@@ -1,4 +1,5 @@
-"""Task defaults shared by the pipeline DAGs: owner, retries with exponential backoff, timeouts."""
+"""Task defaults shared by the pipeline DAGs: owner, retries with exponential backoff, timeouts,
+and the pool that bounds concurrent training submissions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 OWNER = "ml-platform"
+# The Airflow pool every task that POSTs /v1/train runs in: its slots (TRAINING_POOL_SLOTS,
+# default 1) bound how many training jobs the DAGs submit at once, across every worker. The
+# pool must exist (docker-compose.yml's airflow-init and the embedded stack create it), or
+# the task waits in `scheduled` for ever.
+TRAINING_POOL = "training"
 
 
 def default_task_args(**overrides: Any) -> dict[str, Any]:

@@ -135,6 +135,8 @@ def live_section(world: World) -> dict[str, Any]:
             "reference": world.drift_reference,
         }
     return {
+        # Where the figures live: this process (one replica), like the provider's default.
+        "state": "process",
         "window": world.live_window,
         "accuracy": {
             version: {
