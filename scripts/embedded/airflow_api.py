@@ -1,4 +1,4 @@
-"""A small client of Airflow 3's REST API: log in, unpause, trigger, wait, read task logs.
+"""A small client of Airflow 3's REST API: log in, pools, unpause, trigger, wait, read task logs.
 
 Used by `make demo` and by integration-tests to drive the real scheduler the way a user or a
 CI job would. Standard library only.
@@ -114,6 +114,18 @@ class AirflowClient:
             if time.monotonic() > deadline:
                 raise AirflowError(f"DAG {dag_id!r} was not parsed within {timeout:.0f} s")
             time.sleep(POLL_SECONDS)
+
+    def set_pool(self, name: str, slots: int, description: str) -> None:
+        """Create the pool, or give an existing one these slots (idempotent)."""
+        body = {"slots": slots, "description": description, "include_deferred": False}
+        try:
+            # The patch body names the pool too (`pool`, as Airflow 3.3 requires).
+            path = f"/pools/{urllib.parse.quote(name, safe='')}"
+            self.api("PATCH", path, {"pool": name, **body})
+        except AirflowError as exc:
+            if "-> 404" not in str(exc):
+                raise
+            self.api("POST", "/pools", {"name": name, **body})
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})

@@ -40,6 +40,8 @@ class StackConfig:
     prometheus_port: int
     prometheus_bin: str | None
     prometheus_config: Path
+    # Slots of the Airflow pool `training` (the DAGs' /v1/train submissions), as in compose.
+    training_pool_slots: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -60,6 +62,7 @@ class StackConfig:
             prometheus_config=Path(
                 env.get("PROMETHEUS_CONFIG", ROOT / "infra" / "prometheus" / "prometheus.yml")
             ).resolve(),
+            training_pool_slots=int(env.get("TRAINING_POOL_SLOTS", "1")),
         )
 
     def url(self, port: int) -> str:

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from .airflow_api import AirflowClient
 from .components import Component, airflow_env, airflow_passwords, components, mlflow_env
 from .config import StackConfig
 from .databases import ManagedDatabase, installed_version
@@ -129,6 +130,8 @@ class Stack:
             for comp in airflow:
                 self._start(comp)
         self._wait_healthy(comps, timeout)
+        if any(c.name == "airflow-api-server" for c in comps):
+            self.ensure_training_pool()
         if any(c.name == "mlflow" for c in to_start):
             self.bootstrap_mlflow()
         if fresh_mlflow:
@@ -140,6 +143,18 @@ class Stack:
                     "SELECT count(*) FROM experiments WHERE experiment_id != 0",
                 ]
             )
+
+    def ensure_training_pool(self) -> None:
+        """The Airflow pool `training` the DAGs' /v1/train tasks run in (TRAINING_POOL_SLOTS).
+
+        Without it those tasks would never leave `scheduled`; set at every start (idempotent),
+        so a changed TRAINING_POOL_SLOTS applies at the next `make up`.
+        """
+        cfg = self.cfg
+        client = AirflowClient(cfg.airflow_url, cfg.airflow_user, cfg.airflow_password)
+        slots = cfg.training_pool_slots
+        client.set_pool("training", slots, "concurrent training submissions (POST /v1/train)")
+        print(f"  {'airflow pool training':<22} {slots} slot(s)")
 
     def bootstrap_mlflow(self) -> None:
         """Create MLflow's users, experiment, model and grants (idempotent; see infra/mlflow)."""

@@ -67,6 +67,10 @@ def test_the_real_compose_file_loads_with_a_fresh_env() -> None:
     # Profiles are opt-in: monitoring brings Prometheus (and Grafana).
     monitoring = compose_file.load(COMPOSE_FILE, fresh_variables({}), profiles=("monitoring",))
     assert {"prometheus", "grafana", "proxy-monitoring"} <= {s.name for s in monitoring}
+    scale = compose_file.load(COMPOSE_FILE, fresh_variables({}), profiles=("scale",))
+    assert {"redis", "objectstore", "lb", "mlflow-2", "serving-2", "airflow-worker"} <= {
+        s.name for s in scale
+    }
 
 
 CA_IN_CONTAINER = "/etc/mlops/tls/ca.crt"
@@ -82,7 +86,7 @@ def _mounts_ca_read_only(service: Service, certs: str) -> bool:
 def test_services_reach_each_other_only_over_tls_through_the_proxy() -> None:
     certs = "/tmp/certs-of-this-test"
     variables = {**fresh_variables({}), "CERTS_DIR": certs}
-    everything = compose_file.load(COMPOSE_FILE, variables, profiles=("monitoring",))
+    everything = compose_file.load(COMPOSE_FILE, variables, profiles=("monitoring", "scale"))
     services = {s.name: s for s in everything}
     # The proxy: the server key and certificate from CERTS_DIR, read-only; a non-root user.
     for proxy in ("proxy", "proxy-monitoring"):
@@ -92,12 +96,13 @@ def test_services_reach_each_other_only_over_tls_through_the_proxy() -> None:
             assert (mount.source, mount.mode) == (f"{certs}/{name}", "ro"), mount
         assert services[proxy].user not in (None, "0", "root")
     # Every URL a container is given for another service is https://proxy:<that port>.
-    for name in ("training", "serving"):
+    for name in ("training", "serving", "serving-2"):
         env = services[name].environment
         assert env["MLFLOW_TRACKING_URI"] == f"https://proxy:{tls.PROXIED_PORTS['mlflow']}"
         assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == CA_IN_CONTAINER
         assert _mounts_ca_read_only(services[name], certs), name
-    for name in ("airflow", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor"):
+    airflow = ("airflow", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor")
+    for name in (*airflow, "airflow-worker", "airflow-worker-2"):
         env = services[name].environment
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "https://proxy:8080/execution/"
         assert env["SSL_CERT_FILE"] == CA_IN_CONTAINER
