@@ -16,6 +16,9 @@ STACK := cd $(ROOT) && $(PYTHON) -m scripts.embedded
 -include mk/containers.mk
 # make security: static checks, checkov, compose policy, attack tests (run by make test).
 -include mk/security.mk
+# make k8s-check: Kubernetes manifests rendered, validated (strict), scanned by checkov, held to
+# docker-compose.yml (run by make test).
+-include mk/k8s.mk
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,7 +45,7 @@ lint: ## ruff (lint + format) and mypy in every subtree and in scripts/; module 
 	$(VENVS)/integration-tests/bin/ruff format --check scripts
 	$(VENVS)/integration-tests/bin/mypy --ignore-missing-imports --check-untyped-defs --explicit-package-bases scripts
 
-test: setup lint security test-services test-integration ## lint, security checks, then every suite (what CI runs)
+test: setup lint security k8s-check test-services test-integration ## lint, security checks, then every suite (what CI runs)
 
 # Each service is tested as its own repository: split out with `git subtree split` into a
 # temporary clone (in place when it has uncommitted changes), in its own venv.
