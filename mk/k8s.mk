@@ -5,7 +5,14 @@
 #      (kubernetes-validate) and the RayCluster against KubeRay v1.7.0's vendored CRD schema;
 #   3. checkov's Kubernetes checks pass (skips below, each with its reason);
 #   4. the contract test holds images, ports, env names and probes equal to docker-compose.yml.
-.PHONY: k8s-check k8s-render k8s-validate k8s-checkov k8s-contract
+.PHONY: k8s-check k8s-render k8s-validate k8s-checkov k8s-contract k8s-secrets
+
+# The local overlay's Secret source: a copy of .env inside the kustomization's folder, where
+# `kubectl apply -k` may read it (git-ignored, mode 0600).
+k8s-secrets: ## copy .env to deploy/kubernetes/overlays/local/secrets.env for kubectl apply -k
+	@test -f .env || { echo "no .env: run make env first" >&2; exit 1; }
+	install -m 600 .env $(K8S_DIR)/overlays/local/secrets.env
+	@echo "wrote $(K8S_DIR)/overlays/local/secrets.env (git-ignored)"
 
 K8S_VENV := $(VENVS)/k8s
 K8S_DIR := deploy/kubernetes

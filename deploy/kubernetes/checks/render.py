@@ -1,11 +1,11 @@
 """Render a kustomize overlay of deploy/kubernetes offline, with placeholder secrets.
 
-The local overlay's Secret comes from the repository's git-ignored `.env` (`make env`), and
-the Grafana dashboard ConfigMap from infra/grafana/dashboards/. To render the same files on a
-machine without `.env` (CI), and without ever printing a real secret, this copies
-deploy/kubernetes/ and the dashboards into a temporary folder laid out like the repository,
-writes a `.env` there whose keys are those of `.env.example` (empty values become
-`placeholder-<key>`), and runs `kubectl kustomize` on the copy.
+The local overlay's Secret comes from its git-ignored `secrets.env` (`make k8s-secrets`, a
+copy of `.env`). To render the same files on a machine without it (CI), and without ever
+printing a real secret, this copies deploy/kubernetes/ into a temporary folder, writes a
+`secrets.env` there whose keys are those of `.env.example` (empty values become
+`placeholder-<key>`), and runs `kubectl kustomize` on the copy with kustomize's default
+load restrictions (what `kubectl apply -k` uses).
 
     python3 deploy/kubernetes/checks/render.py local              # YAML on stdout
     python3 deploy/kubernetes/checks/render.py local production --out build/k8s
@@ -27,9 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 KUSTOMIZE_ROOT = ROOT / "deploy/kubernetes"
 OVERLAYS = ("local", "production")
-# Files outside deploy/kubernetes that the overlays read (kustomize needs
-# --load-restrictor LoadRestrictionsNone for them).
-EXTERNAL_FOLDERS = ("infra/grafana/dashboards",)
+# The local overlay's Secret source, written by `make k8s-secrets` (git-ignored).
+SECRETS_ENV = "overlays/local/secrets.env"
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 
 
@@ -56,19 +55,15 @@ def render(overlay: str) -> str:
     with tempfile.TemporaryDirectory(prefix="k8s-render-") as tmp:
         copy = Path(tmp)
         shutil.copytree(
-            KUSTOMIZE_ROOT, copy / "deploy/kubernetes", ignore=shutil.ignore_patterns("checks")
+            KUSTOMIZE_ROOT,
+            copy / "deploy/kubernetes",
+            ignore=shutil.ignore_patterns("checks", "secrets.env"),
         )
-        for folder in EXTERNAL_FOLDERS:
-            shutil.copytree(ROOT / folder, copy / folder)
-        (copy / ".env").write_text(placeholder_env(ROOT / ".env.example"))
+        (copy / "deploy/kubernetes" / SECRETS_ENV).write_text(
+            placeholder_env(ROOT / ".env.example")
+        )
         done = subprocess.run(  # noqa: S603 - kubectl with arguments of our own
-            [
-                KUBECTL,
-                "kustomize",
-                "--load-restrictor",
-                "LoadRestrictionsNone",
-                str(copy / "deploy/kubernetes/overlays" / overlay),
-            ],
+            [KUBECTL, "kustomize", str(copy / "deploy/kubernetes/overlays" / overlay)],
             capture_output=True,
             text=True,
             check=False,

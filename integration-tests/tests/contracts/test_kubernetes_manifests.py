@@ -348,3 +348,13 @@ def test_every_secret_key_the_manifests_read_is_a_key_of_env_example() -> None:
     }
     assert read, "no secretKeyRef found: the search below is broken"
     assert read <= keys, f"Secret keys not in .env.example (make env): {sorted(read - keys)}"
+
+
+def test_the_dashboard_configmap_is_the_dashboard_compose_serves() -> None:
+    # kustomize reads only files under the kustomization, so base/ holds a copy of the
+    # dashboard Grafana reads in compose: it must be that file, byte for byte.
+    original = ROOT / "infra/grafana/dashboards/mlops-services.json"
+    copy = ROOT / "deploy/kubernetes/base/dashboards/mlops-services.json"
+    assert copy.read_bytes() == original.read_bytes(), (
+        f"{copy.relative_to(ROOT)} differs from {original.relative_to(ROOT)}: copy it again"
+    )
