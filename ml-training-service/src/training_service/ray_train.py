@@ -35,7 +35,6 @@ from training_service.jobs.records import JobOutcome, JobStatus
 from training_service.logs import bound_request_id
 from training_service.mlflow_client import MlflowUnavailableError
 from training_service.networks import NETWORKS
-from training_service.networks.building import build_network
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
 from training_service.ray_control import RayJobSpec
 from training_service.ray_driver import CANCELLED
@@ -45,6 +44,7 @@ from training_service.train import (
     AUGMENTATION_SEED_OFFSET,
     TrainingResult,
     evaluate,
+    fresh_network,
     make_optimizer,
     private_generator,
 )
@@ -104,17 +104,8 @@ def distributed_fit(
     """`train.fit` across the Ray Train worker group; rank 0's result has the history."""
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    info = dataset.info
     n_classes = len(dataset.classes)
-    network = build_network(
-        params.architecture,
-        in_channels=info.channels,
-        image_size=info.image_size,
-        n_classes=n_classes,
-        mean=info.mean,
-        std=info.std,
-        seed=params.seed,
-    )
+    network = fresh_network(dataset, params)
     model = ray.train.torch.prepare_model(network)  # DDP (gloo) when world > 1
     loader, shard = _shard_loader(dataset, params, rank, world, workers)
     crops = private_generator(params.seed + AUGMENTATION_SEED_OFFSET + rank)

@@ -64,6 +64,20 @@ def make_optimizer(params: TrainingParams, model: nn.Module) -> torch.optim.Opti
 
 
 @torch.no_grad()
+def fresh_network(dataset: Dataset, params: TrainingParams) -> nn.Module:
+    """The job's network for this dataset's images and classes, initialised from its seed."""
+    info = dataset.info
+    return build_network(
+        params.architecture,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        n_classes=len(dataset.classes),
+        mean=info.mean,
+        std=info.std,
+        seed=params.seed,
+    )
+
+
 def evaluate(
     model: nn.Module, split: ImageSplitLike, n_classes: int, workers: int = 0
 ) -> tuple[float, float, np.ndarray]:
@@ -99,19 +113,10 @@ def fit(
 
     Early stopping (params.early_stopping_patience) watches the held-out split's loss.
     """
-    info = dataset.info
     train_split, test_split = dataset.split("train"), dataset.split("test")
     n_classes = len(dataset.classes)
     device = pick_device()
-    model = build_network(
-        params.architecture,
-        in_channels=info.channels,
-        image_size=info.image_size,
-        n_classes=n_classes,
-        mean=info.mean,
-        std=info.std,
-        seed=params.seed,
-    ).to(device)
+    model = fresh_network(dataset, params).to(device)
     order = private_generator(params.seed)
     crops = private_generator(params.seed + AUGMENTATION_SEED_OFFSET)
     batch_size = min(params.batch_size, len(train_split))
