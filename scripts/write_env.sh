@@ -8,8 +8,10 @@
 #
 # SCALE=1 (`make env SCALE=1`) then switches .env to the compose profile `scale`: it writes
 # COMPOSE_PROFILES (adding `scale` to the profiles already listed), AIRFLOW_EXECUTOR,
-# MLFLOW_ARTIFACTS_DESTINATION, MLFLOW_UPSTREAM, SERVING_UPSTREAM and STATE_URL (which holds
-# REDIS_PASSWORD); SCALE=0 removes those lines again (back to the single-node defaults).
+# MLFLOW_ARTIFACTS_DESTINATION, MLFLOW_UPSTREAM, SERVING_UPSTREAM, STATE_URL (which holds
+# REDIS_PASSWORD), TRAINING_UPSTREAM, TRAINING_EXECUTOR, RAY_ADDRESS, TRAINING_IMAGE (the ray
+# variant) and TRAINING_DATABASE_URL (which holds TRAINING_DATABASE_PASSWORD); SCALE=0 removes
+# those lines again (back to the single-node defaults).
 # Unset, they are left as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +51,8 @@ write_or_update() {
 }
 
 SCALE_KEYS=(COMPOSE_PROFILES AIRFLOW_EXECUTOR MLFLOW_ARTIFACTS_DESTINATION MLFLOW_UPSTREAM
-  SERVING_UPSTREAM STATE_URL)
+  SERVING_UPSTREAM STATE_URL TRAINING_UPSTREAM TRAINING_EXECUTOR RAY_ADDRESS TRAINING_IMAGE
+  TRAINING_DATABASE_URL)
 
 without_scale_keys() { # .env without the lines of SCALE_KEYS (COMPOSE_PROFILES: only `scale`)
   local line key profiles
@@ -65,7 +68,7 @@ without_scale_keys() { # .env without the lines of SCALE_KEYS (COMPOSE_PROFILES:
 }
 
 set_scale() { # set_scale 1|0: write or remove the switches of the profile `scale`
-  local kept profiles password
+  local kept profiles password training_password
   kept="$(without_scale_keys)"
   if [ "$1" = 0 ]; then
     printf '%s\n' "$kept" >.env
@@ -73,8 +76,10 @@ set_scale() { # set_scale 1|0: write or remove the switches of the profile `scal
     return
   fi
   password="$(sed -n 's/^REDIS_PASSWORD=//p' .env | tail -n 1)"
-  if [ -z "$password" ]; then
-    echo "error: .env has no REDIS_PASSWORD; add one (or delete .env) and run again" >&2
+  training_password="$(sed -n 's/^TRAINING_DATABASE_PASSWORD=//p' .env | tail -n 1)"
+  if [ -z "$password" ] || [ -z "$training_password" ]; then
+    echo "error: .env has no REDIS_PASSWORD or TRAINING_DATABASE_PASSWORD; add it (or delete" \
+      ".env) and run again" >&2
     exit 1
   fi
   profiles="$(sed -n 's/^COMPOSE_PROFILES=//p' <<<"$kept" | tail -n 1)"
@@ -87,6 +92,11 @@ set_scale() { # set_scale 1|0: write or remove the switches of the profile `scal
     echo "MLFLOW_UPSTREAM=lb:5000"
     echo "SERVING_UPSTREAM=lb:5001"
     echo "STATE_URL=redis://:$password@redis:6379/1"
+    echo "TRAINING_UPSTREAM=lb:5002"
+    echo "TRAINING_EXECUTOR=ray"
+    echo "RAY_ADDRESS=ray-head:6379"
+    echo "TRAINING_IMAGE=mlops/ml-training-service-ray:latest"
+    echo "TRAINING_DATABASE_URL=postgresql+psycopg://training:$training_password@postgres:5432/training"
   } >.env
   echo ".env: the scale profile's switches written (COMPOSE_PROFILES=${profiles:+$profiles,}scale)"
 }

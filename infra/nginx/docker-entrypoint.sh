@@ -1,14 +1,15 @@
 #!/bin/sh
 # Entry point of the TLS proxy image: writes the upstream overrides services.conf includes,
-# then runs the command (nginx). MLFLOW_UPSTREAM and SERVING_UPSTREAM, when set, must be
-# host:port (a compose service name and its port, e.g. lb:5001); unset or empty, no file is
-# written and services.conf's defaults (mlflow:5000, serving:5001) hold.
+# then runs the command (nginx). MLFLOW_UPSTREAM, SERVING_UPSTREAM and TRAINING_UPSTREAM,
+# when set, must be host:port (a compose service name and its port, e.g. lb:5001); unset or
+# empty, no file is written and services.conf's defaults (mlflow:5000, serving:5001,
+# training:5002) hold.
 set -eu
 
 dir=/tmp/nginx-upstreams
 mkdir -p "$dir"
 rm -f "$dir"/*.conf
-for pair in mlflow:MLFLOW_UPSTREAM serving:SERVING_UPSTREAM; do
+for pair in mlflow:MLFLOW_UPSTREAM serving:SERVING_UPSTREAM training:TRAINING_UPSTREAM; do
   name="${pair%%:*}"
   variable="${pair#*:}"
   eval "value=\${$variable:-}"

@@ -2,7 +2,8 @@
 # Entry point of the PostgreSQL image, with the official image's environment contract:
 #   POSTGRES_PASSWORD (required on first start), POSTGRES_USER (default postgres, superuser),
 #   POSTGRES_DB (default = POSTGRES_USER), POSTGRES_INITDB_ARGS,
-#   /docker-entrypoint-initdb.d/*.sh|*.sql run once, on an empty data directory.
+#   /docker-entrypoint-initdb.d/*.sh|*.sql run once, on an empty data directory;
+#   and POSTGRES_OWNED_DATABASES (+ <NAME>_DATABASE_PASSWORD) at every start.
 set -Eeuo pipefail
 
 : "${POSTGRES_USER:=postgres}"
@@ -44,6 +45,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   done
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   echo "initdb: database cluster ready (user $POSTGRES_USER, database $POSTGRES_DB)"
+fi
+
+# POSTGRES_OWNED_DATABASES (e.g. training): each a database owned by its own login role,
+# made or brought up to date at every start (ensure-owned-databases.sh), also on a data
+# directory initialised before the variable was set. Unix socket only, as above.
+if [ -n "${POSTGRES_OWNED_DATABASES:-}" ]; then
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+  ensure-owned-databases.sh
+  pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
 
 exec postgres -c listen_addresses='*' "${@:2}"

@@ -36,6 +36,7 @@ SUPPORTED_KEYS = frozenset(
         "profiles",
         "stop_grace_period",
         "user",
+        "shm_size",
     }
 )
 _VARIABLE = re.compile(
@@ -125,6 +126,7 @@ class Service:
     stop_grace_seconds: float = 10.0  # Compose's default
     profiles: list[str] = field(default_factory=list)
     user: str | None = None  # None: the image's USER
+    shm_size: str | None = None  # None: Docker's default /dev/shm (64 MB)
 
     @property
     def one_shot(self) -> bool:
@@ -186,6 +188,7 @@ def _service(name: str, raw: dict[str, Any], base: Path) -> Service:
         stop_grace_seconds=seconds(str(raw.get("stop_grace_period", "10s"))),
         profiles=list(raw.get("profiles", [])),
         user=str(raw["user"]) if "user" in raw else None,
+        shm_size=str(raw["shm_size"]) if "shm_size" in raw else None,
     )
 
 

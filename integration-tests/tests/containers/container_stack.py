@@ -170,6 +170,8 @@ class ContainerStack:
             options["restart_policy"] = {"Name": service.restart}
         if service.user is not None:
             options["user"] = service.user
+        if service.shm_size is not None:
+            options["shm_size"] = service.shm_size
         container = DockerContainer(service.image, **options)
         container.with_name(f"mlops-it-{self.session}-{service.name}")
         container.with_network(self.network)

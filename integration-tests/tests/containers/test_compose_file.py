@@ -120,8 +120,12 @@ def test_services_reach_each_other_only_over_tls_through_the_proxy() -> None:
             assert (conn["schema"], conn["host"]) == ("https", tls.PROXY), (key, conn)
             assert conn["port"] == tls.PROXIED_PORTS[target], (key, conn)
             assert conn["extra"]["verify"] == CA_IN_CONTAINER, (key, conn)
-    # Nothing but the proxies publishes; nothing names another service over plain HTTP.
-    assert {s.name for s in everything if s.ports} == {"proxy", "proxy-monitoring"}
+    # Nothing but the proxies publishes (and Ray's dashboard, profile scale: on 127.0.0.1
+    # only); nothing names another service over plain HTTP.
+    assert {s.name for s in everything if s.ports} == {"proxy", "proxy-monitoring", "ray-head"}
+    assert [(p.host_ip, p.container_port) for p in services["ray-head"].ports] == [
+        ("127.0.0.1", 8265)
+    ]
     for service in everything:
         for key, value in service.environment.items():
             for upstream in tls.PROXIED_PORTS:

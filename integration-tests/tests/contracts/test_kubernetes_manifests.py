@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 RENDER = ROOT / "deploy/kubernetes/checks/render.py"
 BUILD_IMAGES = ROOT / "scripts/build_images.sh"
+WRITE_ENV = ROOT / "scripts/write_env.sh"
 
 # compose service -> (kind, object name, container name) in the rendered local overlay.
 COMPOSE_TO_K8S: dict[str, tuple[str, str, str]] = {
@@ -42,6 +43,7 @@ COMPOSE_TO_K8S: dict[str, tuple[str, str, str]] = {
     "mlflow": ("Deployment", "mlflow", "mlflow"),
     "mlflow-2": ("Deployment", "mlflow", "mlflow"),
     "training": ("Deployment", "training", "training"),
+    "training-2": ("Deployment", "training", "training"),
     "serving": ("Deployment", "serving", "serving"),
     "serving-2": ("Deployment", "serving", "serving"),
     "airflow-init": ("Job", "airflow-init", "airflow"),
@@ -77,6 +79,7 @@ K8S_ONLY_ENV = {
             "CLIENT_TOKEN",
             "MLFLOW_ORCHESTRATOR_PASSWORD",
             "AIRFLOW_ADMIN_USER",
+            "TRAINING_DATABASE_PASSWORD",
         ],
         "composed into other variables with $(NAME)",
     ),
@@ -111,7 +114,18 @@ MOVED_ENV = {
     ("airflow-init", name): ("Deployment", "airflow", "write-passwords")
     for name in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_OPERATOR_PASSWORD", "AIRFLOW_VIEWER_PASSWORD")
 }
-READINESS = {"training": "/ready", "serving": "/ready", "serving-2": "/ready"}
+READINESS = {
+    "training": "/ready",
+    "training-2": "/ready",
+    "serving": "/ready",
+    "serving-2": "/ready",
+}
+# Kubernetes runs the scale profile's image where compose's default is the single-node one:
+# the training replicas are Ray nodes there (TRAINING_IMAGE, which `make env SCALE=1` writes).
+SCALE_IMAGES = {
+    "training": "mlops/ml-training-service-ray",
+    "training-2": "mlops/ml-training-service-ray",
+}
 HOST_PORT = re.compile(r"(?<![\w.-])([a-z][a-z0-9-]*):(\d{2,5})\b")
 
 
@@ -163,7 +177,9 @@ def compose_env(service: str) -> dict[str, str]:
 
 
 def default_image(service: str) -> str:
-    """`${X_IMAGE:-mlops/name:latest}` -> mlops/name."""
+    """`${X_IMAGE:-mlops/name:latest}` -> mlops/name (the scale profile's, SCALE_IMAGES)."""
+    if service in SCALE_IMAGES:
+        return SCALE_IMAGES[service]
     image = compose()[service]["image"]
     match = re.fullmatch(r"\$\{\w+:-([^}]+)\}", image)
     return (match.group(1) if match else image).rsplit(":", 1)[0]
@@ -318,6 +334,13 @@ def test_probes_ask_what_compose_asks(service: str) -> None:
         assert startup, f"{kind}/{name}: no startupProbe for compose's start_period {start}"
         budget = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
         assert budget >= seconds(start), f"{kind}/{name}: startup {budget}s < {start}"
+
+
+def test_the_scale_images_are_the_ones_make_env_scale_writes() -> None:
+    written = re.findall(r'echo "TRAINING_IMAGE=([\w./-]+):[\w.-]+"', WRITE_ENV.read_text())
+    assert written == [SCALE_IMAGES["training"]], f"write_env.sh SCALE=1 writes {written}"
+    for service in SCALE_IMAGES:
+        assert compose()[service]["image"].startswith("${TRAINING_IMAGE:-"), service
 
 
 def test_production_runs_the_same_workloads_as_local() -> None:
