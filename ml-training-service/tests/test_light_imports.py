@@ -1,4 +1,4 @@
-"""The API process never imports torch or MLflow: a rule kept by this test, not by convention.
+"""The API process never imports torch, MLflow, Ray or Optuna: a rule kept by this test.
 
 Training imports them in worker processes (or, with JOB_EXECUTOR=thread, on the first job);
 the service itself must start in seconds. A fresh interpreter builds the app as deployed
@@ -30,7 +30,7 @@ settings = Settings(
 )
 with TestClient(training_service.app.create_app(settings)) as client:
     status = client.get("/health").status_code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "mlflow"})
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "mlflow", "ray", "optuna"})
 print(json.dumps({"health": status, "heavy": heavy}))
 """
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from training_service import SERVICE_NAME, __version__
-from training_service.api.routes import datasets, operations, training
+from training_service.api.routes import datasets, operations, training, tune
 from training_service.auth import Tokens
 from training_service.config import Settings, get_settings
 from training_service.data import DatasetStore
@@ -23,10 +23,10 @@ from training_service.data import warm_up as data_warm_up
 from training_service.dataset_keys import DatasetKeys
 from training_service.guard import RequestGuard
 from training_service.jobs.executors import InlineJobExecutor, JobExecutor, ProcessJobExecutor
-from training_service.jobs.ray_executor import ray_executor
 from training_service.jobs.records import TrainingDefaults
 from training_service.jobs.runner import JobRunner
 from training_service.jobs.store import open_job_store
+from training_service.jobs.tune_executor import ray_tune_executor
 from training_service.metrics import REGISTRY, JobStateCollector
 from training_service.middleware import REQUEST_ID_HEADER, TelemetryMiddleware
 from training_service.recovery import OpenRun, RunCloser
@@ -79,7 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     executor: JobExecutor
     if settings.training_executor == "ray":  # Ray is imported on first use, not here
-        executor = ray_executor(settings, store, defaults)
+        executor = ray_tune_executor(settings, store, defaults)  # + search jobs
     elif settings.job_executor == "process":
         worker_config = WorkerConfig(
             datasets_dir=settings.datasets_dir,
@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(datasets.router)
     app.include_router(training.router)
+    app.include_router(tune.router)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

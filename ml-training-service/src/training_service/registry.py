@@ -47,3 +47,11 @@ def tag_and_promote(
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, alias, version)
     return RegisteredVersion(name, version)
+
+
+def register_logged_model(model_uri: str, name: str) -> str:
+    """Register an already logged model (`models:/<model_id>`) as a new version of `name`,
+    as log_model(registered_model_name=...) would have; returns the version."""
+    import mlflow
+
+    return str(mlflow.register_model(model_uri, name).version)

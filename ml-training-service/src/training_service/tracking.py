@@ -114,8 +114,12 @@ class TrackedRun:
                 **tags,
             }
         )
-        # The dataset as a run input (MLflow's UI links runs to their data), described by
-        # its id, hash and tensor shape: nothing is read, however large the dataset is.
+        self.log_dataset(dataset)
+
+    def log_dataset(self, dataset: Dataset) -> None:
+        """The dataset as a run input (MLflow's UI links runs to their data), described by
+        its id, hash and tensor shape: nothing is read, however large the dataset is."""
+        info = dataset.info
         shape = (-1, info.channels, info.image_size, info.image_size)
         mlflow.log_input(
             MetaDataset(  # type: ignore[abstract]  # MLflow's own class, instantiable

@@ -29,6 +29,7 @@ from training_service.logs import LogFormat, bound_request_id, configure_logging
 from training_service.mlflow_client import MlflowUnavailableError, apply_client_environment
 from training_service.networks import NETWORKS
 from training_service.params import EpochResult, TrainingCancelled, TrainingParams
+from training_service.tune_spec import TUNE_KEY
 
 if TYPE_CHECKING:  # the service process never imports torch or MLflow itself
     from training_service.pipeline import PipelineOutcome
@@ -89,6 +90,10 @@ def _execute_job(
             extra={"job_id": job.job_id, "epoch": epoch.epoch, **epoch_metrics(epoch)},
         )
 
+    if TUNE_KEY in job.params:  # a hyperparameter search (POST /v1/tune): no checkpoint
+        from training_service.tune_local import run_tune_job
+
+        return run_tune_job(job, progress, datasets, defaults, should_stop)
     checkpoint = (
         CheckpointFile(checkpoint_path(defaults.checkpoints_dir, job.job_id))
         if defaults.checkpoints_dir is not None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from training_service.jobs.records import Job, JobStatus
 from training_service.networks import DEFAULT_ARCHITECTURE, check_architecture, network_names
+from training_service.tune_spec import SEARCHED, TUNE_KEY, TuneProgress, tune_spec_of
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="Random seed (0..2^32-1).")]
 
@@ -117,15 +118,31 @@ class JobPublic(BaseModel):
         description="X-Request-ID of the POST /v1/train that created the job (also the "
         "MLflow run's `request_id` tag); null for jobs created before it was recorded."
     )
+    kind: Literal["train", "tune"] = Field(
+        default="train",
+        description="train (POST /v1/train) or tune (POST /v1/tune: progress counts trials, "
+        "metrics are the best trial's, run_id is the search's parent run).",
+    )
+    tune: TuneProgress | None = Field(
+        default=None, description="The search of a tune job (null for training jobs)."
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
+        search = tune_spec_of(job.params)
+        params = job.params
+        if search is not None:  # the searched options are in `tune`, not fixed params
+            params = {k: v for k, v in params.items() if k != TUNE_KEY and k not in SEARCHED}
         return cls(
             job_id=job.job_id,
             status=job.status,
             progress=Progress(epoch=job.epoch, epochs=job.epochs),
-            metrics=JobMetrics(**job.metrics) if job.metrics else None,
-            params=job.params,
+            metrics=JobMetrics(**job.metrics)
+            if job.metrics and "test_accuracy" in job.metrics
+            else None,
+            kind="train" if search is None else "tune",
+            tune=None if search is None else TuneProgress.of(search, job.epoch, job.metrics),
+            params=params,
             register=job.register,
             dataset_id=job.dataset_id,
             run_id=job.run_id,

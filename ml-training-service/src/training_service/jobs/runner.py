@@ -39,6 +39,7 @@ from training_service.logs import bound_request_id
 from training_service.metrics import JOB_DURATION
 from training_service.params import TrainingParams
 from training_service.recovery import OUTAGE_FAILURE_TEXT, OpenRun, RunCloser
+from training_service.tune_spec import TUNE_KEY, TuneSpec
 
 # The logger name of job lines since 0.1.0 (log queries select on it), kept across the split.
 log = logging.getLogger("training_service.jobs")
@@ -186,9 +187,12 @@ class JobRunner:
         request_body: dict[str, Any],
         idempotency_key: str | None = None,
         request_id: str | None = None,
+        search: TuneSpec | None = None,
     ) -> tuple[Job, bool]:
         """Queue a job; returns (job, created). A replayed Idempotency-Key returns the old job,
         unless it ended failed or cancelled: then a new job takes the key over (a retry).
+
+        A `search` (POST /v1/tune) makes it a search job: its trials count as its epochs.
 
         Raises IdempotencyConflictError, QueueFullError or DatasetNotFoundError.
         """
@@ -214,10 +218,12 @@ class JobRunner:
             job = Job(
                 job_id=f"job-{uuid.uuid4().hex[:12]}",
                 status=JobStatus.QUEUED,
-                params=asdict(params),
+                params=asdict(params)
+                if search is None
+                else {**asdict(params), TUNE_KEY: search.model_dump(mode="json")},
                 register=register,
                 dataset_id=dataset_id,
-                epochs=params.epochs,
+                epochs=params.epochs if search is None else search.num_trials,
                 model_name=self.model_name if register else None,
                 idempotency_key=idempotency_key,
                 request_sha256=fingerprint,
