@@ -55,6 +55,8 @@ POST_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_TOKEN")
+-- Inside the network the replicas accept only their own names (ALLOWED_HOSTS), as from lb.
+if os.getenv("WRK_HOST") then wrk.headers["Host"] = os.getenv("WRK_HOST") end
 local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -135,6 +137,8 @@ class Bench:
 
     def wrk(self, url: str, seconds: int, on_host: bool = False) -> dict[str, float]:
         env = {"WRK_BODY": str(self.workdir / "body.json"), "WRK_TOKEN": self.args.token}
+        if not on_host:
+            env["WRK_HOST"] = "serving"
         argv = ["-t1", f"-c{self.args.concurrency}", f"-d{seconds}s", "--latency"]
         argv += ["-s", str(self.workdir / "post.lua"), url]
         if on_host:
