@@ -136,7 +136,12 @@ class RayJobExecutor:
         if self._remote is None:  # _connect sets it or raises
             raise RuntimeError("the Ray remote functions were not defined after connecting")
         control_class, driver = self._remote
-        control = control_class.remote()
+        return self._drive(ray, job, control_class.remote(), driver, progress)
+
+    def _drive(
+        self, ray: Any, job: Job, control: Any, driver: Any, progress: JobProgress
+    ) -> JobOutcome:
+        """Start `driver` on the job's spec and follow it; the job's `control` actor dies after."""
         spec = RayJobSpec(
             job=job,
             datasets_dir=self._datasets_dir,

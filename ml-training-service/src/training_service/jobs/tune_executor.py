@@ -9,7 +9,6 @@ Tune nor Optuna is imported in the service process.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import threading
 from typing import Any
@@ -18,8 +17,6 @@ from training_service.jobs.lifecycle import JobProgress
 from training_service.jobs.ray_executor import RayJobExecutor, RayUnavailableError, ray_executor
 from training_service.jobs.records import Job, JobOutcome, JobStatus, TrainingDefaults
 from training_service.jobs.store import JobStore
-from training_service.networks import NETWORKS
-from training_service.ray_control import RayJobSpec
 from training_service.tune_board import TuneControl
 from training_service.tune_spec import tune_spec_of
 
@@ -55,22 +52,7 @@ class RayTuneExecutor(RayJobExecutor):
                     ray.remote(num_cpus=0, max_retries=0)(drive_tune),
                 )
             control_class, driver = self._tune_remote
-        control = control_class.remote(search)
-        spec = RayJobSpec(
-            job=job,
-            datasets_dir=self._datasets_dir,
-            defaults=self._defaults,
-            tracking_uri=self._tracking_uri,
-            mlflow_environment=self._mlflow_environment,
-            networks=dict(NETWORKS),
-            storage_dir=self._storage_dir,
-        )
-        result = driver.remote(spec, control)
-        try:
-            return self._follow(ray, result, control, progress)
-        finally:
-            with contextlib.suppress(Exception):
-                ray.kill(control)
+        return self._drive(ray, job, control_class.remote(search), driver, progress)
 
 
 def ray_tune_executor(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -16,25 +15,15 @@ from training_service.api.deps import (
 )
 from training_service.api.responses import error, errors, needs_scope
 from training_service.api.schemas import JobAccepted, JobList, JobPublic, TrainRequest
-from training_service.data import DatasetNotFoundError
-from training_service.jobs.ray_executor import (
-    RayUnavailableError,
-    ResourceRequestError,
-    check_resources,
-)
+from training_service.api.submission import queue_job
 from training_service.jobs.records import (
-    IdempotencyConflictError,
     JobFinishedError,
     JobNotFoundError,
     JobStatus,
-    QueueFullError,
 )
 from training_service.params import TrainingParams
 
 router = APIRouter(prefix="/v1", tags=["training"])
-
-#: Seconds a client should wait before retrying when the queue is full (about one job).
-RETRY_AFTER_SECONDS = 15
 
 
 def _job_not_found(job_id: str) -> HTTPException:
@@ -85,42 +74,16 @@ async def submit_training_job(
         num_workers=body.num_workers,
         cpus_per_worker=body.cpus_per_worker,
     )
-    try:
-        await asyncio.to_thread(check_resources, runner.executor, params)
-    except ResourceRequestError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    except RayUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    try:
-        job, _ = await asyncio.to_thread(
-            runner.submit,
-            params=params,
-            dataset_id=body.dataset_id,
-            register=body.register_model,
-            request_body=body.model_dump(mode="json", by_alias=True),
-            idempotency_key=idempotency_key,
-            request_id=request_id,
-        )
-    except IdempotencyConflictError:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "Idempotency-Key was already used with a different request body; "
-            "use a new key for a new request",
-        ) from None
-    except QueueFullError:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"the training queue is full ({runner.max_queued} jobs waiting); "
-            f"retry after {RETRY_AFTER_SECONDS} s",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
-    except DatasetNotFoundError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"dataset '{body.dataset_id}' not found; create it with POST /v1/datasets "
-            "or omit dataset_id to train on a fresh digits dataset",
-        ) from None
-    return JobAccepted(job_id=job.job_id, status=job.status, status_url=f"/v1/jobs/{job.job_id}")
+    return await queue_job(
+        runner,
+        params,
+        body.dataset_id,
+        "train",
+        register=body.register_model,
+        request_body=body.model_dump(mode="json", by_alias=True),
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
 
 
 @router.get(

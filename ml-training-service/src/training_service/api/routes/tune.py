@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 
 from training_service.api.deps import IdempotencyKeyDep, RequestIdDep, RunnerDep, TrainScope
 from training_service.api.responses import error, errors, needs_scope
-from training_service.api.routes.training import RETRY_AFTER_SECONDS
 from training_service.api.schemas import JobAccepted
+from training_service.api.submission import queue_job
 from training_service.api.tune_schemas import TuneRequest
-from training_service.data import DatasetNotFoundError
-from training_service.jobs.ray_executor import (
-    RayUnavailableError,
-    ResourceRequestError,
-    check_resources,
-)
-from training_service.jobs.records import IdempotencyConflictError, QueueFullError
 from training_service.params import TrainingParams
 
 router = APIRouter(prefix="/v1", tags=["training"])
@@ -61,41 +52,15 @@ async def submit_tune_job(
         augmentation=body.augmentation,
         early_stopping_patience=body.early_stopping_patience,
     )
-    try:
-        await asyncio.to_thread(check_resources, runner.executor, params)
-    except ResourceRequestError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    except RayUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    try:
-        job, _ = await asyncio.to_thread(
-            runner.submit,
-            params=params,
-            dataset_id=body.dataset_id,
-            register=body.register_model,
-            # "kind" keeps a /v1/train and a /v1/tune body from ever sharing a fingerprint.
-            request_body={"kind": "tune", **body.model_dump(mode="json", by_alias=True)},
-            idempotency_key=idempotency_key,
-            request_id=request_id,
-            search=body.search(),
-        )
-    except IdempotencyConflictError:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "Idempotency-Key was already used with a different request body; "
-            "use a new key for a new request",
-        ) from None
-    except QueueFullError:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"the training queue is full ({runner.max_queued} jobs waiting); "
-            f"retry after {RETRY_AFTER_SECONDS} s",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
-    except DatasetNotFoundError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"dataset '{body.dataset_id}' not found; create it with POST /v1/datasets "
-            "or omit dataset_id to search on a fresh digits dataset",
-        ) from None
-    return JobAccepted(job_id=job.job_id, status=job.status, status_url=f"/v1/jobs/{job.job_id}")
+    return await queue_job(
+        runner,
+        params,
+        body.dataset_id,
+        "search",
+        register=body.register_model,
+        # "kind" keeps a /v1/train and a /v1/tune body from ever sharing a fingerprint.
+        request_body={"kind": "tune", **body.model_dump(mode="json", by_alias=True)},
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+        search=body.search(),
+    )
