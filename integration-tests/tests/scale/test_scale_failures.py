@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 from container_stack import wait_for
+from scale_mlflow import artifact_paths, artifact_prefix, bearer, get_json, mlflow_run
 from scale_stack import WORKERS, ScaleStack
 from serving_replicas import (
     SERVING_REPLICAS,
@@ -50,17 +51,6 @@ OBJECT_STORE = "objectstore"
 LOAD_REQUESTS = 480
 LOAD_CONCURRENCY = 16
 FEEDBACK_COUNT = 200
-
-
-# -- reading the stack -----------------------------------------------------------------------
-def get_json(http: httpx.Client, url: str, **params: Any) -> Any:
-    answer = http.get(url, params=params or None)
-    assert answer.status_code == 200, f"GET {url} -> {answer.status_code}: {answer.text[:500]}"
-    return answer.json()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # -- fixtures --------------------------------------------------------------------------------
@@ -195,20 +185,12 @@ def test_killing_a_serving_replica_under_load_fails_no_request(
 # -- 3. the object store restarts during training --------------------------------------------
 def artifact_files(http: httpx.Client, mlflow: str, root: str) -> dict[str, str]:
     """sha256 of every file under an artifact root, downloaded through MLflow's proxy."""
-    prefix = root.removeprefix("mlflow-artifacts:").strip("/")
+    prefix = artifact_prefix(root)
     digests: dict[str, str] = {}
-    pending = [prefix]
-    while pending:
-        path = pending.pop()
-        listing = get_json(http, f"{mlflow}/api/2.0/mlflow-artifacts/artifacts", path=path)
-        for entry in listing.get("files", []):
-            full = f"{path}/{entry['path']}"
-            if entry.get("is_dir"):
-                pending.append(full)
-                continue
-            answer = http.get(f"{mlflow}/api/2.0/mlflow-artifacts/artifacts/{full}")
-            assert answer.status_code == 200, f"download {full} -> {answer.status_code}"
-            digests[full.removeprefix(prefix)] = hashlib.sha256(answer.content).hexdigest()
+    for full in artifact_paths(http, mlflow, root):
+        answer = http.get(f"{mlflow}/api/2.0/mlflow-artifacts/artifacts/{full}")
+        assert answer.status_code == 200, f"download {full} -> {answer.status_code}"
+        digests[full.removeprefix(prefix)] = hashlib.sha256(answer.content).hexdigest()
     return digests
 
 
@@ -219,7 +201,7 @@ def registered_files(http: httpx.Client, mlflow: str) -> dict[str, dict[str, str
     )["model_versions"]
     files: dict[str, dict[str, str]] = {}
     for v in versions:
-        run = get_json(http, f"{mlflow}/api/2.0/mlflow/runs/get", run_id=v["run_id"])["run"]
+        run = mlflow_run(http, mlflow, v["run_id"])
         model_id = v.get("model_id") or v["source"].removeprefix("models:/")
         logged = get_json(
             http, f"{mlflow}/api/2.0/mlflow/logged-models/{urllib.parse.quote(model_id)}"

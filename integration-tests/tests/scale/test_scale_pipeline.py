@@ -22,7 +22,7 @@ import json
 import urllib.parse
 from typing import Any
 
-import httpx
+from scale_mlflow import artifact_paths, artifact_prefix, get_json, mlflow_run
 from scale_stack import WORKERS, ScaleStack, hostname
 
 from scripts.embedded.airflow_api import AirflowClient
@@ -48,12 +48,6 @@ except botocore.exceptions.ClientError as exc:
 """
 
 
-def get_json(http: httpx.Client, url: str, **params: Any) -> Any:
-    answer = http.get(url, params=params or None)
-    assert answer.status_code == 200, f"GET {url} -> {answer.status_code}: {answer.text[:500]}"
-    return answer.json()
-
-
 def replica_json(stack: ScaleStack, name: str, port: int, path: str) -> Any:
     """GET a path of one replica from inside its container, on its own plain-HTTP port."""
     return json.loads(replica_text(stack, name, port, path))
@@ -74,23 +68,6 @@ def task_instances(airflow: AirflowClient, dag_id: str, run_id: str) -> list[dic
     quoted = urllib.parse.quote(run_id, safe="")
     answer = airflow.api("GET", f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances")
     return list(answer["task_instances"])
-
-
-def artifact_files(http: httpx.Client, mlflow: str, root: str) -> set[str]:
-    """Every file under a run's artifact root, through MLflow's artifact proxy (via `lb`)."""
-    prefix = root.removeprefix("mlflow-artifacts:").lstrip("/")
-    found: set[str] = set()
-    pending = [prefix]
-    while pending:
-        path = pending.pop()
-        listing = get_json(http, f"{mlflow}/api/2.0/mlflow-artifacts/artifacts", path=path)
-        for entry in listing.get("files", []):
-            full = f"{path}/{entry['path']}"
-            if entry.get("is_dir"):
-                pending.append(full)
-            else:
-                found.add(full)
-    return found
 
 
 def bucket_keys(stack: ScaleStack, prefix: str, secret: str | None = None) -> Any:
@@ -169,7 +146,7 @@ def test_artifacts_are_objects_in_the_bucket(
 ) -> None:
     http, mlflow = scale_stack.http, scale_urls["mlflow"]
     run_id = scale_promoted["job"]["run_id"]
-    run = get_json(http, f"{mlflow}/api/2.0/mlflow/runs/get", run_id=run_id)["run"]
+    run = mlflow_run(http, mlflow, run_id)
     version = get_json(
         http,
         f"{mlflow}/api/2.0/mlflow/model-versions/get",
@@ -184,9 +161,8 @@ def test_artifacts_are_objects_in_the_bucket(
     listed: dict[str, set[str]] = {}
     for kind, root in roots.items():
         assert root.startswith("mlflow-artifacts:/"), root  # proxied: clients hold no S3 keys
-        listed[kind] = artifact_files(http, mlflow, root)
-        prefix = root.removeprefix("mlflow-artifacts:").lstrip("/")
-        in_bucket = bucket_keys(scale_stack, prefix)
+        listed[kind] = set(artifact_paths(http, mlflow, root))
+        in_bucket = bucket_keys(scale_stack, artifact_prefix(root))
         assert set(in_bucket) == listed[kind], (
             f"{kind}: bucket {sorted(in_bucket)} != MLflow {sorted(listed[kind])}"
         )
@@ -195,7 +171,7 @@ def test_artifacts_are_objects_in_the_bucket(
     assert any(path.endswith(".pth") or "/data/" in path for path in listed["model"]), sorted(
         listed["model"]
     )
-    prefix = roots["model"].removeprefix("mlflow-artifacts:").lstrip("/")
+    prefix = artifact_prefix(roots["model"])
     assert bucket_keys(scale_stack, prefix, secret="0" * 48) == {"error": "SignatureDoesNotMatch"}
     for name in MLFLOW_REPLICAS:
         code, files = scale_stack.exec(name, ["find", "/mlflow/artifacts", "-type", "f"])

@@ -20,15 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from scale_mlflow import bearer, mlflow_run
 from scale_stack import ScaleStack
 
 #: Few epochs of the pipeline's digits: two workers must land within TOLERANCE of one.
 EPOCHS, TOLERANCE, SEED = 3, 0.02, 5
 ENDED = {"succeeded", "failed", "cancelled"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def submit(stack: ScaleStack, dataset_id: str, **options: Any) -> str:
@@ -62,12 +59,6 @@ def wait_job(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} after {timeout:.0f} s: {state}")
         time.sleep(1)
-
-
-def mlflow_run(http: httpx.Client, mlflow: str, run_id: str) -> dict[str, Any]:
-    answer = http.get(f"{mlflow}/api/2.0/mlflow/runs/get", params={"run_id": run_id})
-    assert answer.status_code == 200, answer.text[:300]
-    return dict(answer.json()["run"])
 
 
 def runs_tagged(http: httpx.Client, mlflow: str, experiment_id: str, job_id: str) -> list[Any]:
