@@ -61,8 +61,11 @@ done
     objectstore)
 
 mkdir -p "$BUILD_DIR/logs"
-# One build at a time: the wheelhouse links and tags are shared state.
-exec 9>"$BUILD_DIR/.images.lock"
+# One build at a time on this machine, whichever checkout it runs from: the wheelhouses in
+# the user's cache (scripts/prepare_image_wheelhouse.sh) and the image tags are shared state.
+LOCK_DIR="${WHEELHOUSE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-platform/wheels}"
+mkdir -p "$LOCK_DIR"
+exec 9>"$LOCK_DIR/.images.lock"
 flock 9
 
 "$DOCKER" info >/dev/null 2>&1 || bash "$ROOT/scripts/ensure_docker.sh"
