@@ -63,9 +63,11 @@ done
 mkdir -p "$BUILD_DIR/logs"
 # One build at a time on this machine, whichever checkout it runs from: the wheelhouses in
 # the user's cache (scripts/prepare_image_wheelhouse.sh) and the image tags are shared state.
-LOCK_DIR="${WHEELHOUSE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-platform/wheels}"
-mkdir -p "$LOCK_DIR"
-exec 9>"$LOCK_DIR/.images.lock"
+# (Without a HOME, the checkout's build/ holds them.)
+WHEELHOUSE_DIR="${WHEELHOUSE_DIR:-${XDG_CACHE_HOME:-${HOME:-$BUILD_DIR}/.cache}/mlops-platform/wheels}"
+export WHEELHOUSE_DIR
+mkdir -p "$WHEELHOUSE_DIR"
+exec 9>"$WHEELHOUSE_DIR/.images.lock"
 flock 9
 
 "$DOCKER" info >/dev/null 2>&1 || bash "$ROOT/scripts/ensure_docker.sh"

@@ -20,7 +20,7 @@ NAME="$2"
 shift 2
 EXTRAS=("$@")
 PYTHON="${PYTHON:-python3}"
-WHEELHOUSE="${WHEELHOUSE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-platform/wheels}/$NAME"
+WHEELHOUSE="${WHEELHOUSE_DIR:-${XDG_CACHE_HOME:-${HOME:-${BUILD_DIR:-$ROOT/build}}/.cache}/mlops-platform/wheels}/$NAME"
 REQUIREMENTS="$CONTEXT/requirements.txt"
 
 stamp="$({
