@@ -151,7 +151,8 @@ def main() -> None:
         head.start()
         base = {"MLFLOW_TRACKING_URI": mlflow_uri}
         services["local"] = start_service("local", workdir, base)
-        services["ray"] = start_service("ray", workdir, {**base, "RAY_ADDRESS": head.address})
+        ray_env = {**base, "RAY_ADDRESS": head.address, **head.auth_env}
+        services["ray"] = start_service("ray", workdir, ray_env)
         clients = {name: service.client() for name, service in services.items()}
         for client in clients.values():
             client.headers.update(AUTH)

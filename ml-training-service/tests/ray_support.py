@@ -2,6 +2,10 @@
 
 `ray start --head --block` from this venv runs in its own session on a free port with its
 own temp dir, so stopping it (its process group) never touches another Ray on the machine.
+It runs with Ray's token auth and a token of its own (`auth_env`, which the service under
+test gets too): without RAY_AUTH_MODE set, `ray start` would turn token auth on whenever
+~/.ray/auth_token exists (any local `ray.init()` writes one), and a service started without
+it would then be refused.
 Without the `ray` extra the Ray tests skip with the reason; with REQUIRE_RAY=1 (set when
 CI=true) they fail instead, so CI cannot pass by skipping them.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 from pathlib import Path
@@ -40,6 +45,9 @@ class RayHead:
         self.address = f"127.0.0.1:{port}"
         self.log_path = root / "ray-head.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.token_path = root / "auth_token"
+        #: What a Ray driver (the service) needs in its environment to join this cluster.
+        self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
         self._args = [
             str(VENV_BIN / "ray"),
             "start",
@@ -56,7 +64,14 @@ class RayHead:
 
     def start(self) -> RayHead:
         self.root.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.token_path.write_text(secrets.token_hex(32))
+        self.token_path.chmod(0o600)
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"},
+            **self.auth_env,
+            "PYTHONPATH": str(ROOT / "src"),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self._args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

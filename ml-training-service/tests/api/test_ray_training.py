@@ -42,6 +42,7 @@ def ray_service(
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "TRAINING_EXECUTOR": "ray",
         "RAY_ADDRESS": ray_head.address,
+        **ray_head.auth_env,
         "EXPERIMENT": "ray-tests",
         "MODEL_NAME": "ray-classifier",
     }
@@ -157,3 +158,32 @@ def test_more_than_the_cluster_has_is_a_422(
     for word in words:
         assert word in response.json()["detail"]
     assert len(http.get("/v1/jobs").json()["jobs"]) == before  # nothing was queued
+
+
+def test_a_service_without_the_clusters_token_gets_a_503_that_says_so(
+    ray_head: RayHead, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data_dir = tmp_path_factory.mktemp("ray-no-token")
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "TRAINING_EXECUTOR": "ray",
+        "RAY_ADDRESS": ray_head.address,
+        "RAY_AUTH_MODE": "disabled",  # this driver sends no token; the cluster wants one
+    }
+    log_path = data_dir.parent / "ray-no-token-service.log"
+    process = ServiceProcess(data_dir, env, log_path).start()
+    try:
+        with process.client() as client:
+            client.headers.update(AUTH)
+            created = client.post("/v1/datasets", json={"source": "digits", "seed": 3})
+            assert created.status_code == 201, created.text
+            body = {"dataset_id": created.json()["dataset_id"], "epochs": 1}
+            response = client.post("/v1/train", json=body)
+            assert response.status_code == 503, response.text
+            detail = response.json()["detail"]
+            assert "refused this service's authentication token" in detail
+            assert "RAY_AUTH_TOKEN_PATH" in detail
+            assert client.get("/v1/jobs").json()["jobs"] == []  # nothing was queued
+    finally:
+        process.stop()
+    assert ray_head.token_path.read_text() not in log_path.read_text()

@@ -38,6 +38,7 @@ def http(
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "TRAINING_EXECUTOR": "ray",
         "RAY_ADDRESS": ray_head.address,
+        **ray_head.auth_env,
         "EXPERIMENT": "ray-tune-tests",
         "MODEL_NAME": MODEL,
     }

@@ -3,9 +3,10 @@
 The service connects to the cluster on first use (`import ray` happens then, never at
 import time; torch, MLflow and Ray Train never load in this process). For each job it
 creates a `JobControl` actor (the job's mailbox) and submits `ray_driver.drive_job` as a
-0-CPU task; while the task runs, the dispatcher thread drains the mailbox every
-CANCEL_POLL_SECONDS into `lifecycle` (run id, epochs) and forwards a cancel or a shutdown
-as a stop request, so a Ray job looks like a local one over HTTP. The job's processes
+0-CPU task, both pinned to the service's own node (`on_this_node`); while the task runs,
+the dispatcher thread drains the mailbox every CANCEL_POLL_SECONDS into `lifecycle` (run
+id, epochs) and forwards a cancel or a shutdown as a stop request, so a Ray job looks like
+a local one over HTTP. The job's processes
 belong to this connection: if the service process dies, Ray ends them too.
 
 `check_capacity` answers a request that the cluster can never place (more CPUs than it
@@ -92,16 +93,26 @@ class RayJobExecutor:
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     ray.shutdown()
-                raise RayUnavailableError(
-                    f"the Ray cluster at RAY_ADDRESS={where} is not reachable "
-                    f"({type(exc).__name__}); start it or fix RAY_ADDRESS"
-                ) from exc
-            control = ray.remote(num_cpus=0, max_restarts=0)(JobControl)
-            driver = ray.remote(num_cpus=0, max_retries=0)(drive_job)
-            self._remote = (control, driver)
+                raise RayUnavailableError(_connect_failure(where, exc)) from exc
             self._ray = ray
+            control = self.on_this_node(JobControl, max_restarts=0)
+            driver = self.on_this_node(drive_job, max_retries=0)
+            self._remote = (control, driver)
             log.info("connected to the Ray cluster at %s", self._address or "auto")
             return ray
+
+    def on_this_node(self, function_or_class: Any, **options: Any) -> Any:
+        """`ray.remote` for a 0-CPU task or actor pinned to this service's own Ray node. A
+        job's mailbox and driver task (and Ray Train's controller, which Ray puts on its
+        driver's node) then live as long as the service does; anywhere else, losing a Ray
+        worker node could take them down and hide the real cause of the job's failure."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = self._ray.get_runtime_context().get_node_id()
+        strategy = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+        return self._ray.remote(num_cpus=0, scheduling_strategy=strategy, **options)(
+            function_or_class
+        )
 
     def check_capacity(self, params: TrainingParams) -> None:
         """Raise ResourceRequestError when the cluster can never run `params`."""
@@ -207,6 +218,27 @@ def _answers(address: str, timeout: float = 5.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def _connect_failure(where: str, exc: BaseException) -> str:
+    """Why ray.init failed, in words that say what to fix. Ray wraps a refused token in a
+    ConnectionError whose cause, a RuntimeError, quotes the AuthenticationError's traceback
+    as text (the token itself is never in it)."""
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any("AuthenticationError" in f"{type(c).__name__} {c}" for c in causes):
+        return (
+            f"the Ray cluster at RAY_ADDRESS={where} refused this service's authentication "
+            "token: give the service the cluster's token (RAY_AUTH_MODE=token with "
+            "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN) or start the cluster without token auth"
+        )
+    return (
+        f"the Ray cluster at RAY_ADDRESS={where} is not reachable "
+        f"({type(exc).__name__}); start it or fix RAY_ADDRESS"
+    )
 
 
 def _import_ray_quietly() -> Any:

@@ -48,8 +48,8 @@ class RayTuneExecutor(RayJobExecutor):
                 from training_service.tune_ray import drive_tune
 
                 self._tune_remote = (
-                    ray.remote(num_cpus=0, max_restarts=0)(TuneControl),
-                    ray.remote(num_cpus=0, max_retries=0)(drive_tune),
+                    self.on_this_node(TuneControl, max_restarts=0),
+                    self.on_this_node(drive_tune, max_retries=0),
                 )
             control_class, driver = self._tune_remote
         return self._drive(ray, job, control_class.remote(search), driver, progress)

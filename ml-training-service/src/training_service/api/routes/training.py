@@ -52,7 +52,11 @@ def _job_not_found(job_id: str) -> HTTPException:
         error(409, "Idempotency-Key reused with another body"),
         error(413, "Body over MAX_BODY_BYTES"),
         error(429, "Queue full; retry after Retry-After seconds"),
-        error(503, "TRAINING_EXECUTOR=ray and the Ray cluster is not reachable"),
+        error(
+            503,
+            "TRAINING_EXECUTOR=ray and the Ray cluster is not reachable "
+            "or refuses the service's token",
+        ),
     ),
 )
 async def submit_training_job(
