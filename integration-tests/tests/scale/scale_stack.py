@@ -143,6 +143,19 @@ class ScaleStack(ContainerStack):
                 raise TimeoutError(f"{name} still running 30 s after SIGKILL")
             time.sleep(0.2)
 
+    def pause(self, name: str, attempts: int = 5) -> None:
+        """`docker pause` the service's container. The cgroup freezer gives up ("unable to
+        freeze") when one of its processes sits in an uninterruptible wait (disk I/O) at
+        that instant: the engine's hiccup, not the platform's, so it is tried again."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.container(name).pause()
+                return
+            except docker.errors.APIError as exc:
+                if "unable to freeze" not in str(exc) or attempt == attempts:
+                    raise
+                time.sleep(1)
+
     def start_again(self, name: str, timeout: float = 300) -> None:
         """Start a killed (or stopped) service's container again and wait for its healthcheck."""
         if self.status(name)[0] != "running":

@@ -300,7 +300,7 @@ def test_a_killed_workers_pipeline_task_is_retried_on_the_other_worker(
     training = stack.container("training")
     airflow.wait_for_dag(PIPELINE)
     airflow.unpause(PIPELINE)
-    training.pause()
+    stack.pause("training")
     try:
         run_id = airflow.trigger(PIPELINE, {"epochs": 4})
         first: dict[str, Any] = {}
