@@ -86,8 +86,12 @@ class RayHead:
         return "Ray runtime started" in self.log_path.read_text(errors="replace")
 
     def train_worker_pids(self) -> list[int]:
-        """Processes of this cluster (descendants of its `ray start`) whose title says they
-        run a Ray Train worker (Ray renames its worker processes: `ray::RayTrainWorker...`)."""
+        """Processes of this cluster running a Ray Train worker (`ray::RayTrainWorker...`)."""
+        return self.pids_titled("RayTrainWorker")
+
+    def pids_titled(self, word: str) -> list[int]:
+        """Processes of this cluster (descendants of its `ray start`) whose title holds
+        `word` (Ray renames a worker process after what it runs: `ray::<task or actor>`)."""
         assert self.process is not None
         parents: dict[int, int] = {}
         titles: dict[int, str] = {}
@@ -108,7 +112,7 @@ class RayHead:
                 pid = parents.get(pid, 0)
             return False
 
-        return [pid for pid, title in titles.items() if "RayTrainWorker" in title and ours(pid)]
+        return [pid for pid, title in titles.items() if word in title and ours(pid)]
 
     def stop(self) -> None:
         """SIGTERM to the head's process group (GCS, raylet, workers), SIGKILL what stays."""

@@ -104,6 +104,40 @@ def test_two_workers_reach_the_accuracy_of_one_and_log_one_run(
     assert version.version == job["model_version"] and version.tags["job_id"] == job_id
 
 
+def test_a_one_worker_job_trains_alone_in_a_reused_ray_worker_process(
+    http: httpx.Client, ray_head: RayHead, ray_service: ServiceProcess, dataset_id: str
+) -> None:
+    job = wait_for_job(
+        http, _submit(http, dataset_id, epochs=EPOCHS), {"succeeded", "failed", "cancelled"}, 240
+    )
+    assert job["status"] == "succeeded", job["error"]
+    assert job["params"]["num_workers"] == 1 and job["progress"]["epoch"] == EPOCHS
+
+    from training_service.train import fit
+
+    snapshot = DatasetStore(ray_service.data_dir / "datasets").load(dataset_id)
+    alone = fit(snapshot, TrainingParams(epochs=EPOCHS, seed=5)).final.test_accuracy
+    assert abs(job["metrics"]["test_accuracy"] - alone) <= TOLERANCE, (job["metrics"], alone)
+
+    # Two long jobs, one after the other: each trains in a `ray::train_alone` task, in the
+    # same process (torch and MLflow imported once), and no Ray Train worker group exists.
+    seen: list[int] = []
+    for _ in range(2):
+        job_id = _submit(http, dataset_id, epochs=200, register=False)
+        wait_until(
+            lambda job_id=job_id: http.get(f"/v1/jobs/{job_id}").json()["progress"]["epoch"] >= 1,
+            180,
+            f"job {job_id} to finish an epoch",
+        )
+        (pid,) = ray_head.pids_titled("ray::train_alone")
+        assert ray_head.train_worker_pids() == []
+        seen.append(pid)
+        assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+        cancelled = wait_for_job(http, job_id, {"succeeded", "failed", "cancelled"}, 60)
+        assert cancelled["status"] == "cancelled", cancelled["error"]
+    assert seen[0] == seen[1], seen
+
+
 def test_a_killed_worker_fails_the_job_and_ends_its_run(
     http: httpx.Client, ray_head: RayHead, dataset_id: str, mlflow_uri: str
 ) -> None:
