@@ -3,7 +3,8 @@
 # OBJECT_STORE_ACCESS_KEY / OBJECT_STORE_SECRET_KEY (or the files named by their *_FILE
 # variants; readable by this user only, never on a command line), start `weed server` with S3
 # on :8333 and data in /data, create the bucket OBJECT_STORE_BUCKET (default mlflow) if it is
-# missing, then touch the ready file the healthcheck looks for. Any other command runs as is.
+# missing, wait until the master locates every volume on disk, then touch the ready file the
+# healthcheck looks for. Any other command runs as is.
 set -eu
 
 if [ "${1:-}" != "weed-s3" ]; then
@@ -69,6 +70,32 @@ until bucket_listed; do
   [ "$tries" -lt 30 ] || { echo "error: could not create the bucket $bucket" >&2; exit 1; }
   sleep 1
 done
+# After a restart S3 answers before the master knows the volumes already on disk (the
+# volume server reports them in its next heartbeats): a read of an older object would be a
+# 500 "volume N not found" for a second or more. Ready waits until the master locates every
+# volume in /data (named <collection>_<id>.dat).
+if ! python3 - <<'PY'
+import glob, json, re, sys, time, urllib.request
+
+ids = sorted({int(re.search(r"(\d+)\.dat$", p).group(1)) for p in glob.glob("/data/*.dat")})
+deadline = time.monotonic() + 120
+for volume in ids:
+    while True:
+        url = f"http://127.0.0.1:9333/dir/lookup?volumeId={volume}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if json.load(answer).get("locations"):
+                    break
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"error: the master does not locate volume {volume} after 120 s")
+        time.sleep(0.5)
+print(f"objectstore: the master locates all {len(ids)} volumes on disk")
+PY
+then
+  exit 1
+fi
 echo "objectstore: S3 on :8333, bucket $bucket ready"
 touch "$state/ready"
 wait "$weed_pid"
