@@ -44,8 +44,9 @@ def drive_job(spec: RayJobSpec, control: Any) -> JobOutcome:
             alone = ray.remote(num_cpus=params.cpus_per_worker, max_retries=0)(train_alone)
             try:
                 ray.get(alone.remote(spec, control))
-            except ray.exceptions.RayError as exc:  # its process or node died
-                raise RankFailures({0: exc}) from exc
+            except ray.exceptions.RayError as exc:  # it raised, or its process or node died
+                raised = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
+                raise RankFailures({0: raised or exc}) from exc
         else:
             trainer(spec, control, params.num_workers).fit()
         failure: BaseException | None = None

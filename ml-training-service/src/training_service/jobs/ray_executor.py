@@ -6,8 +6,8 @@ creates a `JobControl` actor (the job's mailbox) and submits `ray_driver.drive_j
 0-CPU task, both pinned to the service's own node (`on_this_node`); while the task runs,
 the dispatcher thread drains the mailbox every CANCEL_POLL_SECONDS into `lifecycle` (run
 id, epochs) and forwards a cancel or a shutdown as a stop request, so a Ray job looks like
-a local one over HTTP. The job's processes
-belong to this connection: if the service process dies, Ray ends them too.
+a local one over HTTP. The job's processes belong to this connection: if the service
+process dies, Ray ends them too.
 
 `check_capacity` answers a request that the cluster can never place (more CPUs than it
 has, or a worker larger than its largest node) before the job is queued.
